@@ -1,0 +1,90 @@
+"""Application factory: wires settings, the filter chain, the forwarder and the operational endpoints."""
+from __future__ import annotations
+
+import json
+
+import aiohttp
+from aiohttp import web
+
+from gateway.auth.oidc import OidcVerifier
+from gateway.config import Settings
+from gateway.errors import GatewayError, dialect_for, error_bytes
+from gateway.filters.auth import AuthFilter
+from gateway.filters.chain import FilterChain
+from gateway.forwarder import Forwarder
+from gateway.health import Readiness
+from gateway.metrics import Metrics
+from gateway.paths import is_reserved
+from gateway.proxy import ProxyHandler
+
+SETTINGS = web.AppKey("settings", Settings)
+METRICS = web.AppKey("metrics", Metrics)
+CHAIN = web.AppKey("chain", FilterChain)
+FORWARDER = web.AppKey("forwarder", Forwarder)
+VERIFIER = web.AppKey("verifier", OidcVerifier)
+READINESS = web.AppKey("readiness", Readiness)
+
+
+def build_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=settings.server.max_body_bytes)
+    metrics = Metrics()
+    verifier = OidcVerifier(
+        settings.auth, retry_initial_s=settings.auth.jwks_retry_initial_s, retry_max_s=settings.auth.jwks_retry_max_s
+    )
+    forwarder = Forwarder(settings.upstream, settings.server)
+    chain = FilterChain([AuthFilter(verifier)])
+    readiness = Readiness()
+    readiness.add("idp", lambda: (verifier.ready, verifier.status()))
+
+    app[SETTINGS] = settings
+    app[METRICS] = metrics
+    app[VERIFIER] = verifier
+    app[FORWARDER] = forwarder
+    app[CHAIN] = chain
+    app[READINESS] = readiness
+    app.cleanup_ctx.append(_lifecycle)
+
+    proxy = ProxyHandler(settings, chain, forwarder, metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_endpoint)
+    app.router.add_route("*", "/{tail:.*}", _dispatch(proxy))
+    return app
+
+
+async def _lifecycle(app: web.Application):
+    await app[FORWARDER].start()
+    idp_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=app[SETTINGS].auth.http_timeout_s))
+    await app[VERIFIER].start(idp_session)
+    yield
+    await app[VERIFIER].close()
+    await idp_session.close()
+    await app[FORWARDER].close()
+
+
+def _dispatch(proxy: ProxyHandler):
+    async def handler(request: web.Request) -> web.StreamResponse:
+        path = request.raw_path.partition("?")[0]
+        if is_reserved(path):
+            # Reserved for the gateway (admin API, dev endpoints): never forwarded to the backend.
+            err = GatewayError(404, "not_found", f"No gateway endpoint at {path.split('/')[1]!r}.")
+            return web.Response(status=404, body=error_bytes(err, dialect_for(path, request.headers)),
+                                content_type="application/json")
+        return await proxy(request)
+
+    return handler
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ready, detail = request.app[READINESS].report()
+    body = json.dumps({"ready": ready, "checks": detail}, default=str)
+    return web.Response(status=200 if ready else 503, text=body, content_type="application/json")
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    metrics = request.app[METRICS]
+    return web.Response(body=metrics.render(), headers={"Content-Type": metrics.content_type})

@@ -1,0 +1,191 @@
+"""The proxy handler: builds the exchange, runs the chain, streams the response, and always accounts for it."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import structlog
+from aiohttp import web
+from multidict import CIMultiDict
+
+from gateway.config import Settings
+from gateway.errors import GatewayError, dialect_for, error_bytes, sse_error_bytes
+from gateway.exchange import Exchange, new_id, payload_too_large
+from gateway.filters.chain import FilterChain
+from gateway.forwarder import Forwarder, iter_body, upstream_error
+from gateway.headers import client_response_headers
+from gateway.metrics import Metrics
+from gateway.paths import bad_request, check_proxy_path, check_session_id
+
+log = structlog.get_logger("gateway.access")
+
+CLIENT_GONE = 499  # nginx's convention for "client closed the connection", used in metrics and logs only
+
+
+class ProxyHandler:
+    def __init__(self, settings: Settings, chain: FilterChain, forwarder: Forwarder, metrics: Metrics) -> None:
+        self.settings = settings
+        self.chain = chain
+        self.forwarder = forwarder
+        self.metrics = metrics
+        self.max_body = settings.server.max_body_bytes
+        self.access_log = settings.logging.access_log
+
+    def new_exchange(self, request: web.Request) -> Exchange:
+        path, _, query = request.raw_path.partition("?")
+        headers = request.headers
+        session = headers.get("X-Session-Id")
+        ex = Exchange(
+            method=request.method,
+            path=path,
+            query_string=query,
+            request_headers=CIMultiDict(headers),
+            client_ip=request.remote or "",
+            scheme=request.scheme,
+            host=headers.get("Host", ""),
+            dialect=dialect_for(path, headers),
+            session_id=session or new_id(),
+            session_assigned=session is None,
+            max_body_bytes=self.max_body,
+        )
+        ex.body_source = request.content.iter_any()
+        return ex
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        ex = self.new_exchange(request)
+        structlog.contextvars.bind_contextvars(request_id=ex.request_id)
+        try:
+            return await self._handle(request, ex)
+        finally:
+            self._account(ex)
+            structlog.contextvars.unbind_contextvars("request_id")
+
+    async def _handle(self, request: web.Request, ex: Exchange) -> web.StreamResponse:
+        upstream: aiohttp.ClientResponse | None = None
+        response: web.StreamResponse | None = None
+        try:
+            self._check_request(request, ex)
+            await self.chain.run_request(ex)
+            started = time.perf_counter()
+            upstream = await self.forwarder.send(ex)
+            self.metrics.upstream_latency.labels(ex.route).observe(time.perf_counter() - started)
+            ex.mark("upstream_headers")
+            response = await self._start_response(request, ex, upstream)
+            await self._stream_body(ex, upstream, response)
+            return response
+        except GatewayError as err:
+            ex.error = err
+            if ex.decision == "allow":
+                ex.decision = "error"
+            if response is None:
+                return self._local_reply(ex, err)
+            await self._end_broken_stream(request, ex, err, response)
+            return response
+        except (asyncio.CancelledError, ConnectionResetError):
+            # The client went away: stop reading upstream now so the backend stops generating.
+            ex.response_status = CLIENT_GONE
+            ex.annotations["client_disconnected"] = True
+            self.metrics.client_disconnects.inc()
+            if upstream is not None:
+                upstream.close()
+            raise
+        finally:
+            if upstream is not None:
+                upstream.release()
+            self.chain.run_complete(ex)
+
+    def _check_request(self, request: web.Request, ex: Exchange) -> None:
+        check_proxy_path(ex.path)
+        if len(request.headers.getall("X-Session-Id", ())) > 1:
+            raise bad_request("Send at most one X-Session-Id header.", code="invalid_session_id")
+        if not ex.session_assigned:
+            check_session_id(ex.session_id)
+        length = request.content_length
+        if length is not None and length > self.max_body:
+            raise payload_too_large(self.max_body)
+
+    async def _start_response(
+        self, request: web.Request, ex: Exchange, upstream: aiohttp.ClientResponse
+    ) -> web.StreamResponse:
+        rewrites = self.chain.rewrites_body
+        ex.response_status = upstream.status
+        ex.response_content_type = upstream.content_type.lower()
+        ex.response_headers = client_response_headers(upstream.headers, body_rewritten=rewrites)
+        encoding = upstream.headers.get("Content-Encoding", "identity").strip().lower()
+        if rewrites and encoding not in ("", "identity"):
+            # Inspecting filters cannot read a compressed body; passing it unread would fail open.
+            raise upstream_error("The reasoning backend sent a compressed body although identity was requested.")
+        self.chain.run_response_headers(ex)
+        headers = ex.response_headers
+        headers["X-Gateway-Request-Id"] = ex.request_id
+        headers["X-Gateway-Session-Id"] = ex.session_id
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
+        await response.prepare(request)
+        return response
+
+    async def _stream_body(self, ex: Exchange, upstream: aiohttp.ClientResponse, response: web.StreamResponse) -> None:
+        transform = self.chain.body_transform(ex)
+        streaming = ex.response_content_type == "text/event-stream"
+        if streaming:
+            self.metrics.active_streams.inc()
+        try:
+            first = True
+            async for chunk in iter_body(upstream):
+                out = transform.feed(chunk, False)
+                if out:
+                    if first:
+                        ex.mark("first_byte")
+                        first = False
+                    await response.write(out)
+                    ex.bytes_out += len(out)
+            tail = transform.feed(b"", True)
+            if tail:
+                await response.write(tail)
+                ex.bytes_out += len(tail)
+            await response.write_eof()
+        finally:
+            if streaming:
+                self.metrics.active_streams.dec()
+
+    async def _end_broken_stream(
+        self, request: web.Request, ex: Exchange, err: GatewayError, response: web.StreamResponse
+    ) -> None:
+        """Headers already went out: tell an SSE client in-band; cut anything else so it can't look complete."""
+        if ex.response_content_type == "text/event-stream":
+            try:
+                await response.write(sse_error_bytes(err, ex.dialect))
+                await response.write_eof()
+                return
+            except ConnectionResetError:
+                return
+        if request.transport is not None:
+            request.transport.abort()
+
+    def _local_reply(self, ex: Exchange, err: GatewayError) -> web.Response:
+        ex.response_status = err.status
+        headers = {
+            **err.headers,
+            "X-Gateway-Request-Id": ex.request_id,
+            "X-Gateway-Session-Id": ex.session_id,
+        }
+        return web.Response(
+            status=err.status, body=error_bytes(err, ex.dialect), content_type="application/json", headers=headers
+        )
+
+    def _account(self, ex: Exchange) -> None:
+        ex.mark("total")
+        status = ex.response_status or 0
+        self.metrics.requests.labels(ex.route, str(status), ex.decision).inc()
+        if self.access_log:
+            log.info(
+                "request",
+                session_id=ex.session_id,
+                method=ex.method,
+                route=ex.route,
+                status=status,
+                decision=ex.decision,
+                error=ex.error.code if ex.error else None,
+                bytes_out=ex.bytes_out,
+                **ex.timings,
+            )
