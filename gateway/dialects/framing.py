@@ -1,0 +1,127 @@
+"""The two body framings every JSON dialect shares: an SSE stream of JSON events, and one whole JSON body.
+
+A dialect only supplies an *extractor*: ``(payload, sse_event_name) -> list[Delta]`` that finds the texts in a
+parsed JSON object. Everything else (framing, byte-exact pass-through, re-serialising, unparseable data) lives
+here, once.
+
+Data we cannot parse as a JSON object cannot be inspected field by field, yet it may still carry text to mask, so
+it becomes one opaque TEXT delta (``path=()``, ``stream_key="text"``) and, when changed, is written back as that
+text. The SSE terminator ``[DONE]`` and data-less blocks (keep-alive comments) carry no deltas.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from gateway.dialects.base import TEXT, Delta, Event
+from gateway.dialects.sse import SseDecoder, SseEvent, rewrite_data
+
+Extractor = Callable[[dict[str, Any], "str | None"], list[Delta]]
+"""Finds the deltas in one parsed JSON object; the second argument is the SSE `event:` name (None for bodies)."""
+
+OPAQUE_STREAM_KEY = "text"
+
+
+def is_text(value: Any) -> bool:
+    """A non-empty string: empty or null texts never become deltas."""
+    return isinstance(value, str) and bool(value)
+
+
+def dump_json(payload: Any) -> str:
+    """Compact JSON as the upstreams send it (unicode kept as is, not \\u-escaped)."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+
+def _opaque_deltas(text: str) -> list[Delta]:
+    return [Delta(TEXT, text, (), OPAQUE_STREAM_KEY)] if text else []
+
+
+def _new_text(event: Event) -> str | None:
+    """What a dirty event now says: its payload as JSON, its opaque text, or None if it had neither."""
+    if event.payload is not None:
+        return dump_json(event.payload)
+    if event.deltas:
+        return "".join(d.text for d in event.deltas)
+    return None
+
+
+def _looks_like_object(data: str) -> bool:
+    return data[:1] == "{" or data.lstrip()[:1] == "{"
+
+
+class SseCodec:
+    """A `text/event-stream` body whose events carry JSON objects."""
+
+    def __init__(self, dialect: str, extract: Extractor) -> None:
+        self.dialect = dialect
+        self._extract = extract
+        self._decoder = SseDecoder()
+
+    def decode(self, data: bytes, end_stream: bool) -> list[Event]:
+        sse_events = self._decoder.feed(data)
+        if end_stream:
+            sse_events += self._decoder.close()
+        return [self._to_event(sse) for sse in sse_events]
+
+    def _to_event(self, sse: SseEvent) -> Event:
+        data = sse.data
+        if data is None or data == "[DONE]":
+            return Event(raw=sse.raw, name=sse.event)
+        if _looks_like_object(data):
+            try:
+                payload = json.loads(data)
+            except ValueError:
+                pass
+            else:
+                if isinstance(payload, dict):
+                    return Event(sse.raw, self._extract(payload, sse.event), payload, sse.event)
+        return Event(raw=sse.raw, deltas=_opaque_deltas(data), name=sse.event)
+
+    def encode(self, events: list[Event]) -> bytes:
+        out = []
+        for event in events:
+            if event.dropped:
+                continue
+            if not event.dirty:
+                out.append(event.raw)
+                continue
+            text = _new_text(event)
+            # A dirty event with nothing to say (a keep-alive someone touched) is sent as it came.
+            out.append(event.raw if text is None else rewrite_data(event.raw, text))
+        return b"".join(out)
+
+
+class JsonBodyCodec:
+    """A whole JSON body (a non-streaming response): buffered until the end, then one event."""
+
+    def __init__(self, dialect: str, extract: Extractor) -> None:
+        self.dialect = dialect
+        self._extract = extract
+        self._chunks: list[bytes] = []
+
+    def decode(self, data: bytes, end_stream: bool) -> list[Event]:
+        if data:
+            self._chunks.append(data)
+        if not end_stream:
+            return []
+        body = b"".join(self._chunks)
+        self._chunks = []
+        if not body:
+            return []
+        try:
+            payload = json.loads(body)
+        except ValueError:  # also UnicodeDecodeError
+            payload = None
+        if isinstance(payload, dict):
+            return [Event(raw=body, deltas=self._extract(payload, None), payload=payload)]
+        return [Event(raw=body, deltas=_opaque_deltas(body.decode("utf-8", "replace")))]
+
+    def encode(self, events: list[Event]) -> bytes:
+        out = []
+        for event in events:
+            if event.dropped:
+                continue
+            text = _new_text(event) if event.dirty else None
+            out.append(event.raw if text is None else text.encode("utf-8"))
+        return b"".join(out)

@@ -1,0 +1,1 @@
+"""Tests of the dialect layer: SSE framing, codecs, request texts."""
