@@ -30,7 +30,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _dev(args: argparse.Namespace) -> int:
     from gateway.devmode import run_dev
 
-    return run_dev(host=args.host, port=args.port, var_dir=args.var)
+    return run_dev(host=args.host, port=args.port)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
     dev = sub.add_parser("dev", help="everything local for a first look: gateway, dev IdP, demo backend")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8080)
-    dev.add_argument("--var", default="./var", help="directory for local state (logs)")
     dev.set_defaults(func=_dev)
     return parser
 
