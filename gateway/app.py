@@ -26,7 +26,8 @@ READINESS = web.AppKey("readiness", Readiness)
 
 
 def build_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=settings.server.max_body_bytes)
+    # +1: aiohttp refuses a body that *reaches* client_max_size; ours may be exactly max_body_bytes.
+    app = web.Application(client_max_size=settings.server.max_body_bytes + 1)
     metrics = Metrics()
     verifier = OidcVerifier(
         settings.auth, retry_initial_s=settings.auth.jwks_retry_initial_s, retry_max_s=settings.auth.jwks_retry_max_s

@@ -14,7 +14,7 @@ from yarl import URL
 from gateway.config import ServerSettings, UpstreamSettings
 from gateway.errors import GatewayError
 from gateway.exchange import Exchange
-from gateway.headers import upstream_request_headers
+from gateway.headers import finish_upstream_headers
 
 
 def upstream_error(message: str) -> GatewayError:
@@ -53,7 +53,7 @@ class Forwarder:
     async def send(self, ex: Exchange) -> aiohttp.ClientResponse:
         """Send the request; return the response with headers read. Raises GatewayError 502/504."""
         assert self._session is not None, "Forwarder.start() not called"
-        headers = upstream_request_headers(
+        headers = finish_upstream_headers(
             ex.request_headers,
             client_ip=ex.client_ip,
             scheme=ex.scheme,

@@ -20,9 +20,11 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
-# Set by the HTTP client for the upstream hop, never copied from the client.
-_RECOMPUTED = frozenset({"host", "content-length"})
-_FORWARDED = ("x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "x-real-ip")
+# Set by the HTTP client for the upstream hop, never copied from the client. `Expect: 100-continue` was already
+# answered on the client hop (the body is read before forwarding); passed on, it would make the upstream request
+# wait for a `100 Continue` that a backend ignoring Expect never sends.
+_RECOMPUTED = frozenset({"host", "content-length", "expect"})
+_FORWARDED_SET = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "x-real-ip"})
 GATEWAY_PREFIX = "x-gateway-"
 
 
@@ -42,6 +44,44 @@ def strip_hop_by_hop(headers: CIMultiDictProxy | CIMultiDict, also: frozenset[st
     return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in drop)
 
 
+def inbound_headers(incoming: CIMultiDictProxy | CIMultiDict, *, trust_forwarded: bool) -> CIMultiDict:
+    """The client's end-to-end headers, as the filters see them and (after ``finish_upstream_headers``) the
+    upstream gets them: without hop-by-hop fields, anything pretending to come from the gateway, and
+    client-supplied forwarding headers (unless the gateway sits behind a trusted balancer)."""
+    drop = HOP_BY_HOP | _RECOMPUTED | connection_named(incoming)
+    if not trust_forwarded:
+        drop = drop | _FORWARDED_SET
+    return CIMultiDict(
+        (k, v) for k, v in incoming.items() if (low := k.lower()) not in drop and not low.startswith(GATEWAY_PREFIX)
+    )
+
+
+def finish_upstream_headers(
+    headers: CIMultiDict,
+    *,
+    client_ip: str,
+    scheme: str,
+    host: str,
+    forward_authorization: bool,
+    trust_forwarded: bool,
+    extra: dict[str, str],
+) -> CIMultiDict:
+    """Complete the upstream request headers in place: credentials, forwarding headers, encoding, extras."""
+    if not forward_authorization:
+        headers.popall("Authorization", None)
+    prior = headers.popall("X-Forwarded-For", []) if trust_forwarded else []
+    headers["X-Forwarded-For"] = ", ".join([*prior, client_ip]) if client_ip else ", ".join(prior)
+    headers.setdefault("X-Forwarded-Proto", scheme)
+    if host:
+        headers.setdefault("X-Forwarded-Host", host)
+    # Masking must see plain text: a compressed body would pass unread. aiohttp's client is also told not to
+    # decompress, so bytes stay exactly as the upstream sent them.
+    headers["Accept-Encoding"] = "identity"
+    for name, value in extra.items():
+        headers[name] = value
+    return headers
+
+
 def upstream_request_headers(
     incoming: CIMultiDictProxy | CIMultiDict,
     *,
@@ -52,31 +92,16 @@ def upstream_request_headers(
     trust_forwarded: bool,
     extra: dict[str, str],
 ) -> CIMultiDict:
-    """Headers to send upstream for a client request.
-
-    Removes hop-by-hop fields, the client's credentials (unless configured), anything pretending to come from the
-    gateway, and client-supplied forwarding headers (unless the gateway sits behind a trusted balancer). Asks for
-    an identity encoding so the response body can be inspected.
-    """
-    drop = set(_RECOMPUTED)
-    if not forward_authorization:
-        drop.add("authorization")
-    if not trust_forwarded:
-        drop.update(_FORWARDED)
-    out = strip_hop_by_hop(incoming, frozenset(drop))
-    for name in [k for k in out if k.lower().startswith(GATEWAY_PREFIX)]:
-        out.popall(name)
-    prior = out.popall("X-Forwarded-For", []) if trust_forwarded else []
-    out["X-Forwarded-For"] = ", ".join([*prior, client_ip]) if client_ip else ", ".join(prior)
-    out.setdefault("X-Forwarded-Proto", scheme)
-    if host:
-        out.setdefault("X-Forwarded-Host", host)
-    # Masking must see plain text: a compressed body would pass unread. aiohttp's client is also told not to
-    # decompress, so bytes stay exactly as the upstream sent them.
-    out["Accept-Encoding"] = "identity"
-    for name, value in extra.items():
-        out[name] = value
-    return out
+    """Headers to send upstream for a client request (both steps at once)."""
+    return finish_upstream_headers(
+        inbound_headers(incoming, trust_forwarded=trust_forwarded),
+        client_ip=client_ip,
+        scheme=scheme,
+        host=host,
+        forward_authorization=forward_authorization,
+        trust_forwarded=trust_forwarded,
+        extra=extra,
+    )
 
 
 def client_response_headers(upstream: CIMultiDictProxy | CIMultiDict, *, body_rewritten: bool) -> CIMultiDict:

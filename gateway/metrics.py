@@ -32,5 +32,22 @@ class Metrics:
             "gateway_client_disconnects", "Exchanges the client abandoned before the end.", registry=self.registry
         )
 
+        # labels() takes a lock and builds a key each call; the label sets are few, so keep the children.
+        self._request_children: dict[tuple[str, int, str], object] = {}
+        self._latency_children: dict[str, object] = {}
+
+    def count_request(self, route: str, status: int, decision: str) -> None:
+        key = (route, status, decision)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self.requests.labels(route, str(status), decision)
+        child.inc()
+
+    def observe_upstream(self, route: str, seconds: float) -> None:
+        child = self._latency_children.get(route)
+        if child is None:
+            child = self._latency_children[route] = self.upstream_latency.labels(route)
+        child.observe(seconds)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

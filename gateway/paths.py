@@ -21,12 +21,23 @@ def bad_request(message: str, code: str = "invalid_request") -> GatewayError:
 
 
 def is_reserved(path: str) -> bool:
+    """The exact (case-sensitive) gateway paths: served by the gateway itself, never forwarded."""
+    return any(path == r or path.startswith(r + "/") for r in RESERVED)
+
+
+def _resembles_reserved(path: str) -> bool:
     low = path.lower()
     return any(low == r or low.startswith(r + "/") for r in RESERVED)
 
 
 def check_proxy_path(raw_path: str) -> None:
     """Raise 400 for a request-target that must not be proxied."""
+    if "%" not in raw_path and "//" not in raw_path and "/." not in raw_path and "\\" not in raw_path:
+        # The common case: nothing encoded, nothing to normalise; only a case-variant of a reserved path remains.
+        if _resembles_reserved(raw_path):
+            raise bad_request("This path resolves to a reserved gateway path; call it by its exact name.")
+        if raw_path.startswith("/"):
+            return
     if not raw_path.startswith("/"):
         raise bad_request("Only origin-form request targets (starting with '/') are accepted.")
     low = raw_path.lower()
@@ -37,7 +48,7 @@ def check_proxy_path(raw_path: str) -> None:
         raise bad_request("Dot segments ('.' or '..') are not allowed in the path.")
     if "%" in decoded and decoded != unquote(decoded):
         raise bad_request("Doubly percent-encoded paths are not allowed.")
-    if is_reserved(_SLASHES.sub("/", decoded)):
+    if _resembles_reserved(_SLASHES.sub("/", decoded)):  # `/ADMIN`, `//admin`, `/%61dmin`: ambiguous, refused
         raise bad_request("This path resolves to a reserved gateway path; call it by its exact name.")
 
 

@@ -3,18 +3,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import partial
 
 import aiohttp
 import structlog
 from aiohttp import web
-from multidict import CIMultiDict
 
 from gateway.config import Settings
 from gateway.errors import GatewayError, dialect_for, error_bytes, sse_error_bytes
 from gateway.exchange import Exchange, new_id, payload_too_large
 from gateway.filters.chain import FilterChain
 from gateway.forwarder import Forwarder, iter_body, upstream_error
-from gateway.headers import client_response_headers
+from gateway.headers import client_response_headers, inbound_headers
 from gateway.metrics import Metrics
 from gateway.paths import bad_request, check_proxy_path, check_session_id
 
@@ -31,6 +31,7 @@ class ProxyHandler:
         self.metrics = metrics
         self.max_body = settings.server.max_body_bytes
         self.access_log = settings.logging.access_log
+        self.trust_forwarded = settings.server.trust_forwarded
 
     def new_exchange(self, request: web.Request) -> Exchange:
         path, _, query = request.raw_path.partition("?")
@@ -40,7 +41,7 @@ class ProxyHandler:
             method=request.method,
             path=path,
             query_string=query,
-            request_headers=CIMultiDict(headers),
+            request_headers=inbound_headers(headers, trust_forwarded=self.trust_forwarded),
             client_ip=request.remote or "",
             scheme=request.scheme,
             host=headers.get("Host", ""),
@@ -49,7 +50,7 @@ class ProxyHandler:
             session_assigned=session is None,
             max_body_bytes=self.max_body,
         )
-        ex.body_source = request.content.iter_any()
+        ex.body_reader = partial(_read_body, request, self.max_body)
         return ex
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
@@ -69,7 +70,7 @@ class ProxyHandler:
             await self.chain.run_request(ex)
             started = time.perf_counter()
             upstream = await self.forwarder.send(ex)
-            self.metrics.upstream_latency.labels(ex.route).observe(time.perf_counter() - started)
+            self.metrics.observe_upstream(ex.route, time.perf_counter() - started)
             ex.mark("upstream_headers")
             response = await self._start_response(request, ex, upstream)
             await self._stream_body(ex, upstream, response)
@@ -176,7 +177,7 @@ class ProxyHandler:
     def _account(self, ex: Exchange) -> None:
         ex.mark("total")
         status = ex.response_status or 0
-        self.metrics.requests.labels(ex.route, str(status), ex.decision).inc()
+        self.metrics.count_request(ex.route, status, ex.decision)
         if self.access_log:
             log.info(
                 "request",
@@ -189,3 +190,11 @@ class ProxyHandler:
                 bytes_out=ex.bytes_out,
                 **ex.timings,
             )
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body; aiohttp stops reading as soon as it passes ``client_max_size`` (set to limit + 1)."""
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise payload_too_large(limit) from None
