@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gateway.dialects.base import CONTENT, REASONING, TOOL_ARGS, Delta
+from gateway.dialects.base import ALL_STREAMS, CONTENT, REASONING, TOOL_ARGS, Delta
 from gateway.dialects.framing import JsonBodyCodec, SseCodec, is_text
 
 DIALECT = "anthropic_messages"
@@ -83,6 +83,17 @@ def extract_body(payload: dict[str, Any], _event_name: str | None = None) -> lis
     return out
 
 
+def closes_event(payload: dict[str, Any], _event_name: str | None, _deltas: list[Delta]) -> tuple[str, ...]:
+    """`content_block_stop` ends its block's stream (held text must come before it); the message end ends all."""
+    kind = payload.get("type")
+    if kind == "content_block_stop":
+        i = payload.get("index", 0)
+        return (f"content:block{i}", f"reasoning:block{i}", f"tool_args:block{i}")
+    if kind in ("message_delta", "message_stop", "error"):
+        return (ALL_STREAMS,)
+    return ()
+
+
 def codec(streaming: bool) -> SseCodec | JsonBodyCodec:
     """A fresh codec for one response body."""
-    return SseCodec(DIALECT, extract_event) if streaming else JsonBodyCodec(DIALECT, extract_body)
+    return SseCodec(DIALECT, extract_event, closes_event) if streaming else JsonBodyCodec(DIALECT, extract_body)

@@ -49,6 +49,21 @@ class Event:
     """Set when a filter changed the event; the codec re-serialises dirty events from ``payload``."""
     dropped: bool = False
     """Set when a filter removed the whole event from the response."""
+    closes: tuple[str, ...] = ()
+    """Logical streams that end with this event (see ``closes_key``): text a filter still holds for them must be
+    released *before* this event, e.g. before Anthropic's `content_block_stop` or a chat `finish_reason`."""
+
+
+ALL_STREAMS = "*"
+
+
+def closes_key(closes: tuple[str, ...], key: str) -> bool:
+    """Does an event with ``closes`` end the stream ``key``? A pattern ends its key and the keys below it
+    (`reasoning:0` ends `reasoning:0` and `reasoning:0:details1`, not `reasoning:01`); `*` ends every stream."""
+    for pattern in closes:
+        if pattern == ALL_STREAMS or key == pattern or key.startswith(pattern + ":"):
+            return True
+    return False
 
 
 class Codec(Protocol):

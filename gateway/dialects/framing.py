@@ -14,11 +14,17 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from gateway.dialects.base import TEXT, Delta, Event
+from gateway.dialects.base import ALL_STREAMS, TEXT, Delta, Event
 from gateway.dialects.sse import SseDecoder, SseEvent, rewrite_data
 
 Extractor = Callable[[dict[str, Any], "str | None"], list[Delta]]
 """Finds the deltas in one parsed JSON object; the second argument is the SSE `event:` name (None for bodies)."""
+Closer = Callable[[dict[str, Any], "str | None", list[Delta]], tuple[str, ...]]
+"""Names the logical streams a parsed event ends (``Event.closes``), given the event and its deltas."""
+
+
+def _no_closes(payload: dict[str, Any], event_name: str | None, deltas: list[Delta]) -> tuple[str, ...]:
+    return ()
 
 OPAQUE_STREAM_KEY = "text"
 
@@ -53,9 +59,10 @@ def _looks_like_object(data: str) -> bool:
 class SseCodec:
     """A `text/event-stream` body whose events carry JSON objects."""
 
-    def __init__(self, dialect: str, extract: Extractor) -> None:
+    def __init__(self, dialect: str, extract: Extractor, closer: Closer = _no_closes) -> None:
         self.dialect = dialect
         self._extract = extract
+        self._closer = closer
         self._decoder = SseDecoder()
 
     def decode(self, data: bytes, end_stream: bool) -> list[Event]:
@@ -66,7 +73,9 @@ class SseCodec:
 
     def _to_event(self, sse: SseEvent) -> Event:
         data = sse.data
-        if data is None or data == "[DONE]":
+        if data == "[DONE]":
+            return Event(raw=sse.raw, name=sse.event, closes=(ALL_STREAMS,))
+        if data is None:
             return Event(raw=sse.raw, name=sse.event)
         if _looks_like_object(data):
             try:
@@ -75,7 +84,9 @@ class SseCodec:
                 pass
             else:
                 if isinstance(payload, dict):
-                    return Event(sse.raw, self._extract(payload, sse.event), payload, sse.event)
+                    deltas = self._extract(payload, sse.event)
+                    closes = self._closer(payload, sse.event, deltas)
+                    return Event(sse.raw, deltas, payload, sse.event, closes=closes)
         return Event(raw=sse.raw, deltas=_opaque_deltas(data), name=sse.event)
 
     def encode(self, events: list[Event]) -> bytes:

@@ -100,6 +100,23 @@ extract_body = _extractor("message")
 """Deltas of a whole `chat.completion` body."""
 
 
+def closes_chunk(payload: dict[str, Any], _event_name: str | None, deltas: list[Delta]) -> tuple[str, ...]:
+    """A choice's streams end with its `finish_reason`; its reasoning ends when its answer starts (reasoning
+    models think first, then answer), so held reasoning is not shown after the answer."""
+    choices = payload.get("choices")
+    if not isinstance(choices, list):
+        return ()
+    out: list[str] = []
+    for i, choice in enumerate(choices):
+        if isinstance(choice, dict) and choice.get("finish_reason"):
+            c = _index(choice, i)
+            out += [f"content:{c}", f"reasoning:{c}", f"tool_args:{c}"]
+    for delta in deltas:
+        if delta.channel == CONTENT:
+            out.append("reasoning:" + delta.stream_key.split(":")[1])
+    return tuple(out)
+
+
 def codec(streaming: bool) -> SseCodec | JsonBodyCodec:
     """A fresh codec for one response body."""
-    return SseCodec(DIALECT, extract_chunk) if streaming else JsonBodyCodec(DIALECT, extract_body)
+    return SseCodec(DIALECT, extract_chunk, closes_chunk) if streaming else JsonBodyCodec(DIALECT, extract_body)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.dialects.base import CONTENT, REASONING, TOOL_ARGS, Delta
+from gateway.dialects.base import ALL_STREAMS, CONTENT, REASONING, TOOL_ARGS, Delta
 from gateway.dialects.framing import JsonBodyCodec, SseCodec, is_text
 
 DIALECT = "openai_responses"
@@ -132,6 +132,25 @@ def extract_body(payload: dict[str, Any], _event_name: str | None = None) -> lis
     return response_deltas(payload, ())
 
 
+_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed", "error"})
+
+
+def closes_event(payload: dict[str, Any], event_name: str | None, deltas: list[Delta]) -> tuple[str, ...]:
+    """A `.done` event ends the stream whose full text it repeats (held pieces go out before it); an output
+    item's `.done` ends all of that item's streams; the response's end ends everything."""
+    kind = payload.get("type") or event_name
+    if not isinstance(kind, str):
+        return ()
+    if kind in _TERMINAL:
+        return (ALL_STREAMS,)
+    if kind == "response.output_item.done":
+        o = payload.get("output_index", 0)
+        return (f"content:{o}", f"reasoning:{o}", f"tool_args:{o}")
+    if kind.endswith(".done"):
+        return tuple(d.stream_key.removesuffix(FULL) for d in deltas)
+    return ()
+
+
 def codec(streaming: bool) -> SseCodec | JsonBodyCodec:
     """A fresh codec for one response body."""
-    return SseCodec(DIALECT, extract_event) if streaming else JsonBodyCodec(DIALECT, extract_body)
+    return SseCodec(DIALECT, extract_event, closes_event) if streaming else JsonBodyCodec(DIALECT, extract_body)
