@@ -6,15 +6,60 @@ import os
 import signal
 import subprocess
 import sys
+import traceback
 from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.app import build_app
 from gateway.config import Settings
 
 log = structlog.get_logger("gateway.server")
+
+
+class ServerErrorLog:
+    """Stands in for aiohttp's ``aiohttp.server`` logger inside the HTTP protocol handler.
+
+    aiohttp logs a malformed request as a plain-text traceback on stderr whose message quotes the offending raw
+    bytes (an oversized ``Authorization`` line, a chunk of the body). This writes one JSON line instead, with the
+    error class, the HTTP status and code locations only: never exception messages, so never request bytes.
+    """
+
+    def __init__(self) -> None:
+        self._log = structlog.get_logger("gateway.http")
+
+    def _emit(self, level: str, msg: object, args: tuple, exc_info: object) -> None:
+        exc = exc_info if isinstance(exc_info, BaseException) else (sys.exc_info()[1] if exc_info else None)
+        fields: dict[str, object] = {}
+        try:
+            fields["detail"] = str(msg) % args if args else str(msg)  # aiohttp's own text; args: the peer address
+        except (TypeError, ValueError):
+            fields["detail"] = str(msg)
+        if exc is not None:
+            fields["error"] = type(exc).__name__
+            if isinstance(exc, HttpProcessingError):  # a malformed request: the client's fault, not an outage
+                fields["status"] = exc.code
+                level = "warning" if level == "error" else level
+            else:  # a fault in the gateway: where it happened helps, the message (may quote payload) is left out
+                fields["traceback"] = "".join(traceback.format_tb(exc.__traceback__))
+        getattr(self._log, level)("http_error", **fields)
+
+    def debug(self, msg: object, *args: object, exc_info: object = None, **_: object) -> None:
+        self._emit("debug", msg, args, exc_info)
+
+    def info(self, msg: object, *args: object, exc_info: object = None, **_: object) -> None:
+        self._emit("info", msg, args, exc_info)
+
+    def warning(self, msg: object, *args: object, exc_info: object = None, **_: object) -> None:
+        self._emit("warning", msg, args, exc_info)
+
+    def error(self, msg: object, *args: object, exc_info: object = None, **_: object) -> None:
+        self._emit("error", msg, args, exc_info)
+
+    def exception(self, msg: object, *args: object, exc_info: object = True, **_: object) -> None:
+        self._emit("error", msg, args, exc_info)
 
 
 async def start_gateway(settings: Settings, *, reuse_port: bool = False) -> tuple[web.AppRunner, str]:
@@ -28,6 +73,7 @@ async def start_gateway(settings: Settings, *, reuse_port: bool = False) -> tupl
         access_log=None,
         max_field_size=server.max_header_bytes,
         max_line_size=server.max_header_bytes,
+        logger=ServerErrorLog(),  # aiohttp's default quotes raw request bytes (tokens, bodies) in plain-text logs
     )
     await runner.setup()
     site = web.TCPSite(runner, server.host, server.port, reuse_port=reuse_port or None, backlog=2048)

@@ -121,13 +121,13 @@ def start_gateway(cfg: dict, *, env: dict[str, str] | None = None, ready: bool =
 class ThreadedIssuer:
     """The dev OIDC issuer serving on its own event loop thread, so any test (sync or async) can mint tokens."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         from gateway.auth.dev_issuer import DevIssuer
 
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.issuer = DevIssuer(host="127.0.0.1", port=0, audience="reasoning-gateway")
+        self.issuer = DevIssuer(host="127.0.0.1", port=port, audience="reasoning-gateway")
         asyncio.run_coroutine_threadsafe(self.issuer.start(), self.loop).result(10)
         self.url = self.issuer.url
 
