@@ -6,6 +6,7 @@ import json
 import aiohttp
 from aiohttp import web
 
+from gateway.accesslog import AccessLog
 from gateway.auth.oidc import OidcVerifier
 from gateway.config import Settings
 from gateway.errors import GatewayError, dialect_for, error_bytes
@@ -23,6 +24,7 @@ CHAIN = web.AppKey("chain", FilterChain)
 FORWARDER = web.AppKey("forwarder", Forwarder)
 VERIFIER = web.AppKey("verifier", OidcVerifier)
 READINESS = web.AppKey("readiness", Readiness)
+ACCESS_LOG = web.AppKey("access_log", AccessLog)
 
 
 def build_app(settings: Settings) -> web.Application:
@@ -45,7 +47,9 @@ def build_app(settings: Settings) -> web.Application:
     app[READINESS] = readiness
     app.cleanup_ctx.append(_lifecycle)
 
-    proxy = ProxyHandler(settings, chain, forwarder, metrics)
+    access_log = AccessLog()
+    app[ACCESS_LOG] = access_log
+    proxy = ProxyHandler(settings, chain, forwarder, metrics, access_log)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
@@ -61,6 +65,7 @@ async def _lifecycle(app: web.Application):
     await app[VERIFIER].close()
     await idp_session.close()
     await app[FORWARDER].close()
+    app[ACCESS_LOG].flush()
 
 
 def _dispatch(proxy: ProxyHandler):

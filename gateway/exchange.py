@@ -5,6 +5,7 @@ response or an ``error`` (a local reply), never both: ``error`` is set only when
 """
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -16,9 +17,17 @@ from gateway.errors import Dialect, GatewayError
 from gateway.principal import Principal
 
 
+_ID_PREFIX = os.urandom(8).hex()
+_id_counter = itertools.count(int.from_bytes(os.urandom(4), "big"))
+
+
 def new_id() -> str:
-    """128 random bits as hex (what uuid4().hex gives, at a quarter of the cost on the request path)."""
-    return os.urandom(16).hex()
+    """32 hex chars, unique across processes and restarts: a random per-process prefix and a counter.
+
+    Ids name requests and sessions; they are not secrets (clients may choose session ids), so a syscall for
+    fresh randomness on every request buys nothing.
+    """
+    return f"{_ID_PREFIX}{next(_id_counter) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
 @dataclass(eq=False)

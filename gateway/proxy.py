@@ -9,6 +9,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
+from gateway.accesslog import AccessLog
 from gateway.config import Settings
 from gateway.errors import GatewayError, dialect_for, error_bytes, sse_error_bytes
 from gateway.exchange import Exchange, new_id, payload_too_large
@@ -24,13 +25,20 @@ CLIENT_GONE = 499  # nginx's convention for "client closed the connection", used
 
 
 class ProxyHandler:
-    def __init__(self, settings: Settings, chain: FilterChain, forwarder: Forwarder, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        chain: FilterChain,
+        forwarder: Forwarder,
+        metrics: Metrics,
+        access_log: AccessLog | None = None,
+    ) -> None:
         self.settings = settings
         self.chain = chain
         self.forwarder = forwarder
         self.metrics = metrics
         self.max_body = settings.server.max_body_bytes
-        self.access_log = settings.logging.access_log
+        self.access_log = access_log if settings.logging.access_log else None
         self.trust_forwarded = settings.server.trust_forwarded
 
     def new_exchange(self, request: web.Request) -> Exchange:
@@ -72,17 +80,16 @@ class ProxyHandler:
             upstream = await self.forwarder.send(ex)
             self.metrics.observe_upstream(ex.route, time.perf_counter() - started)
             ex.mark("upstream_headers")
-            response = await self._start_response(request, ex, upstream)
-            await self._stream_body(ex, upstream, response)
+            response = self._response_for(ex, upstream)
+            await self._stream_body(request, ex, upstream, response)
             return response
         except GatewayError as err:
-            ex.error = err
-            if ex.decision == "allow":
-                ex.decision = "error"
-            if response is None:
-                return self._local_reply(ex, err)
-            await self._end_broken_stream(request, ex, err, response)
-            return response
+            return await self._fail(request, ex, err, response)
+        except Exception:
+            # A bug in a filter must not become a traceback to the client or, worse, unfiltered output.
+            log.exception("exchange_failed")
+            err = GatewayError(500, "internal_error", "The gateway failed to process this request.")
+            return await self._fail(request, ex, err, response)
         except (asyncio.CancelledError, ConnectionResetError):
             # The client went away: stop reading upstream now so the backend stops generating.
             ex.response_status = CLIENT_GONE
@@ -106,9 +113,20 @@ class ProxyHandler:
         if length is not None and length > self.max_body:
             raise payload_too_large(self.max_body)
 
-    async def _start_response(
-        self, request: web.Request, ex: Exchange, upstream: aiohttp.ClientResponse
+    async def _fail(
+        self, request: web.Request, ex: Exchange, err: GatewayError, response: web.StreamResponse | None
     ) -> web.StreamResponse:
+        ex.error = err
+        if ex.decision == "allow":
+            ex.decision = "error"
+        if response is None or not response.prepared:
+            return self._local_reply(ex, err)
+        await self._end_broken_stream(request, ex, err, response)
+        return response
+
+    def _response_for(self, ex: Exchange, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+        """The client response, not yet sent: headers go out with the first body bytes the filters release,
+        so a filter that refuses a buffered body (a whole JSON answer) can still answer with a clean error."""
         rewrites = self.chain.rewrites_body
         ex.response_status = upstream.status
         ex.response_content_type = upstream.content_type.lower()
@@ -121,26 +139,28 @@ class ProxyHandler:
         headers = ex.response_headers
         headers["X-Gateway-Request-Id"] = ex.request_id
         headers["X-Gateway-Session-Id"] = ex.session_id
-        response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
-        await response.prepare(request)
-        return response
+        return web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
 
-    async def _stream_body(self, ex: Exchange, upstream: aiohttp.ClientResponse, response: web.StreamResponse) -> None:
+    async def _stream_body(
+        self, request: web.Request, ex: Exchange, upstream: aiohttp.ClientResponse, response: web.StreamResponse
+    ) -> None:
         transform = self.chain.body_transform(ex)
         streaming = ex.response_content_type == "text/event-stream"
         if streaming:
             self.metrics.active_streams.inc()
         try:
-            first = True
             async for chunk in iter_body(upstream):
                 out = transform.feed(chunk, False)
                 if out:
-                    if first:
+                    if not response.prepared:
+                        await response.prepare(request)
                         ex.mark("first_byte")
-                        first = False
                     await response.write(out)
                     ex.bytes_out += len(out)
             tail = transform.feed(b"", True)
+            if not response.prepared:
+                await response.prepare(request)
+                ex.mark("first_byte")
             if tail:
                 await response.write(tail)
                 ex.bytes_out += len(tail)
@@ -178,17 +198,20 @@ class ProxyHandler:
         ex.mark("total")
         status = ex.response_status or 0
         self.metrics.count_request(ex.route, status, ex.decision)
-        if self.access_log:
-            log.info(
-                "request",
-                session_id=ex.session_id,
-                method=ex.method,
-                route=ex.route,
-                status=status,
-                decision=ex.decision,
-                error=ex.error.code if ex.error else None,
-                bytes_out=ex.bytes_out,
-                **ex.timings,
+        if self.access_log is not None:
+            self.access_log.write(
+                {
+                    "request_id": ex.request_id,
+                    "session_id": ex.session_id,
+                    "method": ex.method,
+                    "route": ex.route,
+                    "status": status,
+                    "decision": ex.decision,
+                    "rule": ex.rule,
+                    "error": ex.error.code if ex.error else None,
+                    "bytes_out": ex.bytes_out,
+                    **ex.timings,
+                }
             )
 
 
