@@ -4,18 +4,27 @@ from __future__ import annotations
 import json
 
 import aiohttp
+import structlog
 from aiohttp import web
 
 from gateway.accesslog import AccessLog
+from gateway.catalog import CatalogRegistry, ExchangeMaskers, PolicyMaskers
 from gateway.auth.oidc import OidcVerifier
 from gateway.config import Settings
 from gateway.errors import GatewayError, dialect_for, error_bytes
+from gateway.exchange import Exchange
 from gateway.filters.auth import AuthFilter
+from gateway.filters.base import Filter
+from gateway.filters.masking import MaskingFilter
+from gateway.filters.policy import POLICY, PolicyFilter
 from gateway.filters.chain import FilterChain
 from gateway.forwarder import Forwarder
 from gateway.health import Readiness
 from gateway.metrics import Metrics
 from gateway.paths import is_reserved
+from gateway.policy.compiled import Policy
+from gateway.policy.reload import PolicyStore
+from gateway.policy.source import PolicyError
 from gateway.proxy import ProxyHandler
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -25,6 +34,9 @@ FORWARDER = web.AppKey("forwarder", Forwarder)
 VERIFIER = web.AppKey("verifier", OidcVerifier)
 READINESS = web.AppKey("readiness", Readiness)
 ACCESS_LOG = web.AppKey("access_log", AccessLog)
+POLICY_STORE = web.AppKey("policy_store", PolicyStore)
+
+log = structlog.get_logger("gateway.app")
 
 
 def build_app(settings: Settings) -> web.Application:
@@ -35,9 +47,18 @@ def build_app(settings: Settings) -> web.Application:
         settings.auth, retry_initial_s=settings.auth.jwks_retry_initial_s, retry_max_s=settings.auth.jwks_retry_max_s
     )
     forwarder = Forwarder(settings.upstream, settings.server)
-    chain = FilterChain([AuthFilter(verifier)])
     readiness = Readiness()
     readiness.add("idp", lambda: (verifier.ready, verifier.status()))
+    filters: list[Filter] = [AuthFilter(verifier)]
+    store = build_policy(settings, metrics)
+    if store is not None:
+        app[POLICY_STORE] = store
+        filters += policy_filters(settings, store)
+        readiness.add("policy", lambda: (True, store.status()))  # a stale policy still serves the last good one
+    else:
+        log.warning("no_policy", detail="policies.path is not set: requests are forwarded without policy or masking")
+        readiness.add("policy", lambda: (True, {"enabled": False}))
+    chain = FilterChain(filters)
 
     app[SETTINGS] = settings
     app[METRICS] = metrics
@@ -61,11 +82,58 @@ async def _lifecycle(app: web.Application):
     await app[FORWARDER].start()
     idp_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=app[SETTINGS].auth.http_timeout_s))
     await app[VERIFIER].start(idp_session)
+    store = app.get(POLICY_STORE)
+    if store is not None and app[SETTINGS].policies.reload_s > 0:
+        store.start()
     yield
+    if store is not None:
+        await store.stop()
     await app[VERIFIER].close()
     await idp_session.close()
     await app[FORWARDER].close()
     app[ACCESS_LOG].flush()
+
+
+class PolicyStartupError(Exception):
+    """The policy named in the configuration cannot be loaded; the message lists file:line problems."""
+
+
+def build_policy(settings: Settings, metrics: Metrics) -> PolicyStore | None:
+    if not settings.policies.path:
+        return None
+    store = PolicyStore(
+        settings.policies.path,
+        CatalogRegistry(),
+        interval_s=settings.policies.reload_s or 2.0,
+        on_error=lambda err: metrics.policy_reload_failures.inc(),
+    )
+    try:
+        store.load()
+    except PolicyError as exc:
+        raise PolicyStartupError(str(exc)) from None
+    return store
+
+
+def policy_filters(settings: Settings, store: PolicyStore) -> list[Filter]:
+    key = settings.masking.hmac_key
+    maskers = PolicyMaskers(
+        hmac_key=key.get_secret_value().encode() if key else None,
+        max_hold_chars=settings.masking.max_hold_chars,
+        max_hold_s=settings.masking.max_hold_s,
+    )
+    try:
+        maskers.check(store.policy)
+    except ValueError as exc:  # e.g. keyed_hash without masking.hmac_key
+        raise PolicyStartupError(f"masking: {exc}") from None
+
+    def mask_text(policy: Policy, text: str, names: frozenset[str]):
+        return maskers.masker(policy, names).mask_text(text)
+
+    def engine_for(ex: Exchange):
+        policy = ex.annotations[POLICY]
+        return ExchangeMaskers(maskers, policy), policy.masking.response
+
+    return [PolicyFilter(store, mask_text), MaskingFilter(engine_for)]
 
 
 def _dispatch(proxy: ProxyHandler):

@@ -21,10 +21,36 @@ def _serve(args: argparse.Namespace) -> int:
 
         return serve_workers(args.config, workers)
     configure_logging(settings.logging.level)
+    from gateway.app import PolicyStartupError
     from gateway.server import serve
 
-    serve(settings, reuse_port=args.worker)
+    try:
+        serve(settings, reuse_port=args.worker)
+    except PolicyStartupError as exc:
+        print(f"gateway: refusing to start: invalid policy:\n{exc}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _policy_check(args: argparse.Namespace) -> int:
+    from gateway.catalog import CatalogRegistry
+    from gateway.policy.cli import check
+
+    return check(args.path, CatalogRegistry())
+
+
+def _policy_test(args: argparse.Namespace) -> int:
+    from gateway.catalog import CatalogRegistry, PolicyMaskers
+    from gateway.policy.cli import test
+
+    key = args.hmac_key.encode() if args.hmac_key else None
+    maskers = PolicyMaskers(hmac_key=key, max_hold_chars=8192, max_hold_s=5.0)
+
+    def masker(policy, text: str, side: str) -> str:
+        names = policy.masking.response if side == "response" else policy.masking.request
+        return maskers.masker(policy, names).mask_text(text)[0]
+
+    return test(args.path, args.policies, CatalogRegistry(), masker=masker)
 
 
 def _dev(args: argparse.Namespace) -> int:
@@ -42,6 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, help="worker processes sharing the port (overrides server.workers)")
     serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(func=_serve)
+
+    policy = sub.add_parser("policy", help="check policy files, run policy test cases")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True)
+    pcheck = policy_sub.add_parser("check", help="validate policy files (errors as file:line)")
+    pcheck.add_argument("path", help="a policy file or a directory of *.yaml files")
+    pcheck.set_defaults(func=_policy_check)
+    ptest = policy_sub.add_parser("test", help="run YAML test cases against the policy")
+    ptest.add_argument("path", help="test cases file")
+    ptest.add_argument("--policies", default="policies", help="policy file or directory (default: ./policies)")
+    ptest.add_argument("--hmac-key", help="key for the keyed_hash masking style, if the policy uses it")
+    ptest.set_defaults(func=_policy_test)
 
     dev = sub.add_parser("dev", help="everything local for a first look: gateway, dev IdP, demo backend")
     dev.add_argument("--host", default="127.0.0.1")

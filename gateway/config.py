@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "GATEWAY_"
 _ASYMMETRIC = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
@@ -101,6 +101,23 @@ class AuthSettings(_Section):
         return self
 
 
+class PoliciesSettings(_Section):
+    path: str | None = None
+    """A policy file or a directory of `*.yaml` files (merged in name order). None: no policy and no masking
+    (the gateway only authenticates and forwards; start-up logs a warning)."""
+    reload_s: float = Field(2.0, ge=0)
+    """How often to look for edits; 0 turns hot reload off."""
+
+
+class MaskingSettings(_Section):
+    hmac_key: SecretStr | None = None
+    """Key for the `keyed_hash` style (`[EMAIL:3f9a1c]`); required when a policy uses that style."""
+    max_hold_chars: int = Field(8192, ge=64)
+    """Text held back per channel while it could still become part of a match; beyond this it is masked whole."""
+    max_hold_s: float = Field(5.0, gt=0)
+    """Held text older than this is masked whole when the next chunk arrives, never released."""
+
+
 class AdminSettings(_Section):
     approver_groups: list[str] = Field(default_factory=list)
     investigator_groups: list[str] = Field(default_factory=list)
@@ -116,6 +133,8 @@ class Settings(_Section):
     server: ServerSettings = Field(default_factory=ServerSettings)
     upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
     auth: AuthSettings
+    policies: PoliciesSettings = Field(default_factory=PoliciesSettings)
+    masking: MaskingSettings = Field(default_factory=MaskingSettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 

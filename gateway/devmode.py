@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import sys
+from pathlib import Path
 
 from gateway.config import Settings
 
@@ -17,12 +18,21 @@ APPROVER = ("bob", ("sre-approvers",))
 TOKEN_TTL_S = 12 * 3600
 
 
-def dev_settings(host: str, port: int, issuer_url: str, backend_url: str) -> Settings:
+def example_policies() -> Path | None:
+    """./policies when run from a checkout, else the examples next to the installed (editable) package."""
+    for candidate in (Path("policies"), Path(__file__).resolve().parents[1] / "policies"):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def dev_settings(host: str, port: int, issuer_url: str, backend_url: str, policies: Path | None) -> Settings:
     return Settings.model_validate(
         {
             "server": {"host": host, "port": port, "shutdown_grace_s": 2},
             "upstream": {"url": backend_url},
             "auth": {"issuer": issuer_url, "audience": ["reasoning-gateway"], "groups_claim": "groups"},
+            "policies": {"path": str(policies) if policies else None, "reload_s": 1.0},
             "admin": {"approver_groups": list(APPROVER[1])},
         }
     )
@@ -53,7 +63,7 @@ def banner(url: str, requester_token: str, approver_token: str, issuer_url: str)
 
   Tokens last {TOKEN_TTL_S // 3600} h. Mint more: curl -s {issuer_url}/token -d sub=carol -d groups=engineers
   Health: {url}/readyz   Metrics: {url}/metrics
-  The demo backend plants fake PII and secrets in its reasoning. Ctrl-C stops everything.
+  The demo backend plants fake PII and secrets in its reasoning; the policies mask them. Ctrl-C stops everything.
 """
 
 
@@ -67,7 +77,8 @@ async def _start(host: str, port: int):
     backend_runner, backend_url = await run_backend(
         "127.0.0.1", 0, BackendOptions(plant_secrets=True, delay_ms=25.0)
     )
-    settings = dev_settings(host, port, issuer.url, backend_url)
+    policies = example_policies()
+    settings = dev_settings(host, port, issuer.url, backend_url, policies)
     try:
         gateway_runner, url = await start_gateway(settings)
     except OSError as exc:
@@ -79,6 +90,10 @@ async def _start(host: str, port: int):
     requester = issuer.mint(REQUESTER[0], REQUESTER[1], ttl_s=TOKEN_TTL_S)
     approver = issuer.mint(APPROVER[0], APPROVER[1], ttl_s=TOKEN_TTL_S)
     print(banner(url, requester, approver, issuer.url), flush=True)
+    if policies:
+        print(f"  Policies: {policies.resolve()} (edit them; changes apply within a second)\n", flush=True)
+    else:
+        print("  No policies/ directory found: masking is OFF. Run from the repository checkout.\n", flush=True)
 
     async def stop() -> None:
         await gateway_runner.cleanup()

@@ -32,6 +32,10 @@ class Metrics:
             "gateway_client_disconnects", "Exchanges the client abandoned before the end.", registry=self.registry
         )
 
+        self.policy_reload_failures = Counter(
+            "gateway_policy_reload_failures", "Policy edits refused (the last good policy stays).",
+            registry=self.registry,
+        )
         # labels() takes a lock and builds a key each call; the label sets are few, so keep the children.
         self._request_children: dict[tuple[str, int, str], object] = {}
         self._latency_children: dict[str, object] = {}

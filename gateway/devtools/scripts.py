@@ -29,8 +29,8 @@ PLANTED = {
     "email": "jane.doe@example.com",
     "phone": "+1 (415) 555-0132",
     "card": "4111 1111 1111 1111",
-    "aws_access_key_id": "AKIAIOSFODNN7EXAMPLE",
-    "aws_secret": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "aws_access_key_id": "AKIA4QZ7XW2JH5RT3KLM",
+    "aws_secret": "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",
     "customer_id": "CUST-00012345",
 }
 PLANTED_REASONING = (
