@@ -82,28 +82,6 @@ def finish_upstream_headers(
     return headers
 
 
-def upstream_request_headers(
-    incoming: CIMultiDictProxy | CIMultiDict,
-    *,
-    client_ip: str,
-    scheme: str,
-    host: str,
-    forward_authorization: bool,
-    trust_forwarded: bool,
-    extra: dict[str, str],
-) -> CIMultiDict:
-    """Headers to send upstream for a client request (both steps at once)."""
-    return finish_upstream_headers(
-        inbound_headers(incoming, trust_forwarded=trust_forwarded),
-        client_ip=client_ip,
-        scheme=scheme,
-        host=host,
-        forward_authorization=forward_authorization,
-        trust_forwarded=trust_forwarded,
-        extra=extra,
-    )
-
-
 def client_response_headers(upstream: CIMultiDictProxy | CIMultiDict, *, body_rewritten: bool) -> CIMultiDict:
     """Headers to send to the client for an upstream response. A rewritten body loses its length."""
     also = {"content-length"} if body_rewritten else set()

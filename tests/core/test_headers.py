@@ -1,13 +1,14 @@
 from multidict import CIMultiDict
 
-from gateway.headers import client_response_headers, upstream_request_headers
+from gateway.headers import client_response_headers, finish_upstream_headers, inbound_headers
 
 
 def _up(headers, **kw):
     args = dict(client_ip="10.0.0.9", scheme="https", host="gw.example", forward_authorization=False,
                 trust_forwarded=False, extra={})
     args.update(kw)
-    return upstream_request_headers(CIMultiDict(headers), **args)
+    inbound = inbound_headers(CIMultiDict(headers), trust_forwarded=args["trust_forwarded"])
+    return finish_upstream_headers(inbound, **args)
 
 
 def test_hop_by_hop_and_connection_named_headers_are_removed():
