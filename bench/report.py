@@ -42,15 +42,25 @@ def _get(summary: dict, target: str, phase: str, key: str) -> float | None:
     return summary.get(target, {}).get(phase, {}).get(key)
 
 
-def checks(summary: dict) -> list[dict[str, Any]]:
-    """The gateway's performance targets, each with its value, limit and verdict (None: not measured)."""
-    def ratio(phase: str, key: str) -> float | None:
-        g, b = _get(summary, "gateway", phase, key), _get(summary, "bare", phase, key)
-        return g / b if g is not None and b else None
+def _diff(summary: dict, a: str, b: str, phase: str, key: str) -> float | None:
+    x, y = _get(summary, a, phase, key), _get(summary, b, phase, key)
+    return x - y if x is not None and y is not None else None
 
-    def diff(phase: str, key: str) -> float | None:
-        g, b = _get(summary, "gateway", phase, key), _get(summary, "bare", phase, key)
-        return g - b if g is not None and b is not None else None
+
+def derived(summary: dict) -> dict[str, float | None]:
+    """What masking costs end to end: the `masked` target's CPU minus the auth-only gateway's (None: not measured)."""
+    return {"masking_cpu_us_per_chunk": _diff(summary, "masked", "gateway", "stream", "cpu_us_per_chunk"),
+            "masking_cpu_us_per_request": _diff(summary, "masked", "gateway", "nonstream", "cpu_us_per_request")}
+
+
+def checks(summary: dict) -> list[dict[str, Any]]:
+    """The gateway's performance targets, each with its value, limit and verdict (None: not measured).
+
+    F1: the auth-only `gateway` against the bare proxy. F2: the `masked` gateway (policy + masking of every
+    channel) against the auth-only gateway for streams and against the bare proxy for plain requests."""
+    def ratio(phase: str, key: str, target: str = "gateway", base: str = "bare") -> float | None:
+        g, b = _get(summary, target, phase, key), _get(summary, base, phase, key)
+        return g / b if g is not None and b else None
 
     def kib(value: float | None) -> float | None:
         return value / 1024 if value is not None else None
@@ -58,11 +68,14 @@ def checks(summary: dict) -> list[dict[str, Any]]:
     rows = [
         ("gateway/bare throughput, non-stream", ratio("nonstream", "rps"), ">=", 0.80, "{:.0%}"),
         ("gateway/bare chunks/s, stream", ratio("stream", "events_per_s"), ">=", 0.80, "{:.0%}"),
-        ("added p50 over bare at light rate (ms)", diff("light", "latency_p50_ms"), "<=", 0.5, "{:.3f}"),
+        ("added p50 over bare at light rate (ms)", _diff(summary, "gateway", "bare", "light", "latency_p50_ms"), "<=", 0.5, "{:.3f}"),
         ("gateway memory per idle open stream (KB)", kib(_get(summary, "gateway", "idle", "bytes_per_stream")),
          "<=", 64, "{:.1f}"),
         ("gateway start-up, spawn to /readyz 200 (s)", _get(summary, "gateway", "startup", "seconds"), "<=", 1.0,
          "{:.2f}"),
+        ("masked/gateway chunks/s, stream", ratio("stream", "events_per_s", "masked", "gateway"), ">=", 0.50,
+         "{:.0%}"),
+        ("masked/bare throughput, non-stream", ratio("nonstream", "rps", "masked", "bare"), ">=", 0.60, "{:.0%}"),
     ]
     out = []
     for name, value, op, limit, fmt in rows:
@@ -89,6 +102,12 @@ def render(summary: dict, targets: list[str], check_rows: list[dict], notes: lis
         g, b = _get(summary, "gateway", phase, key), _get(summary, "bare", phase, key)
         if g and b:
             lines.append(f"CPU per {what}, bare/gateway {b / g:.0%}: the throughput ratio to expect once CPU-bound")
+    cost = derived(summary)
+    for key, what, fmt in (("masking_cpu_us_per_request", "request", "{:+.0f}"),
+                           ("masking_cpu_us_per_chunk", "chunk", "{:+.1f}")):
+        if cost[key] is not None:
+            lines.append(f"masking cost per {what}, masked − gateway CPU: {fmt.format(cost[key])} µs "
+                         "(policy + masking of every channel, end to end)")
     lines.append("")
     for c in check_rows:
         verdict = {True: "PASS", False: "FAIL", None: "n/a"}[c["pass"]]

@@ -1,15 +1,16 @@
-"""The benchmark runner: fake backend, bare proxy and gateway side by side on loopback, in one run.
+"""The benchmark runner: fake backend, bare proxy, gateway and masking gateway side by side on loopback, in one run.
 
     python -m bench.run [--quick] [--duration S] [--concurrency N] [--rounds N] [--out results.json]
 
 Every server is its own process, and so is the load generator, so each target's CPU time (from /proc) is its
-own. Phases run in rounds with the target order rotated each round (ABC, BCA, CAB...) and the medians are
+own. Phases run in rounds with the target order rotated each round (ABCD, BCDA, CDAB...) and the medians are
 reported, which evens out drift (thermal, other load) between targets. See bench/README.md for the numbers.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import json
 import os
 import platform
@@ -30,6 +31,10 @@ from bench.procs import Child, Loadgen, cpu_seconds, free_port, rss_bytes
 CHAT = "/v1/chat/completions"
 STREAM_BODY = json.dumps({**json.loads(CHAT_BODY), "stream": True})
 STREAM_CHUNKS = 200
+STREAM_EVENTS = STREAM_CHUNKS + 3
+"""SSE events of one streamed answer as the backend sends it: role, the deltas, finish, `[DONE]`."""
+POLICIES = Path(__file__).resolve().parent.parent / "policies"
+"""The repo's example policy directory: what the `masked` target loads (auth + policy + masking on every channel)."""
 
 
 @dataclass
@@ -97,6 +102,13 @@ async def measure(loadgen: Loadgen, target: Target, phase: str, plan: Plan) -> d
     result["target_cpu_s"] = cpu
     result["cpu_us_per_request"] = cpu * 1e6 / max(1, result["total_requests"])
     if phase == "stream":
+        # Chunks are the backend's events. A masking gateway may deliver more (a held tail goes out in its own
+        # event when a channel ends), so a target's count is scaled to the backend's events per whole stream.
+        delivered = result["events"] / result["ok"] if result["ok"] else None
+        result["delivered_events_per_stream"] = delivered
+        if delivered:
+            for key in ("events", "events_per_s", "total_events"):
+                result[key] = result[key] * STREAM_EVENTS / delivered
         result["cpu_us_per_chunk"] = cpu * 1e6 / max(1, result["total_events"])
         result["bytes_per_s"] = result["bytes"] / result["elapsed_s"] if result["elapsed_s"] else 0.0
     return result
@@ -126,46 +138,47 @@ def _deep_merge(into: dict, extra: dict) -> dict:
 
 
 class GatewayUnavailable(Exception):
-    """The gateway target can't run here; the message says why (the other targets still run)."""
+    """A gateway target can't run here; the message says why (the other targets still run)."""
 
 
-async def start_gateway(backend_url: str, log_dir: Path, plan: Plan, extra_config: dict):
-    """Dev issuer in this process (only asked for JWKS at start-up), gateway as a child. Returns
-    (issuer, gateway child, Target, [start-up seconds per start])."""
+async def start_issuer():
+    """The dev OIDC issuer, in this process: the gateways only ask it for its JWKS at start-up."""
     try:
         from gateway.auth.dev_issuer import DevIssuer
     except ImportError as exc:
         raise GatewayUnavailable(f"gateway.auth.dev_issuer not importable ({exc})") from None
     issuer = DevIssuer(host="127.0.0.1", port=0, audience="reasoning-gateway")
     await issuer.start()
+    return issuer
+
+
+async def start_gateway(name: str, backend_url: str, issuer, log_dir: Path, plan: Plan, extra_config: dict):
+    """``gateway serve`` as a child, started ``plan.gateway_starts`` times (the last one stays up). Returns
+    (child, Target, [start-up seconds per start])."""
     script = shutil.which("gateway")  # the installed console script, as operators start it
     command = [script] if script else [sys.executable, "-m", "gateway.cli"]
     startups: list[float] = []
     child = None
-    try:
-        for i in range(plan.gateway_starts):
-            port = free_port()
-            config = _deep_merge({"server": {"host": "127.0.0.1", "port": port},
-                                  "upstream": {"url": backend_url},
-                                  "auth": {"issuer": issuer.url, "audience": "reasoning-gateway"}},
-                                 extra_config)
-            path = log_dir / f"gateway-{i}.yaml"
-            path.write_text(yaml.safe_dump(config))
-            child = Child(f"gateway-{i}", [*command, "serve", "--config", str(path)], log_dir, cwd=str(log_dir))
-            await child.start()
-            try:
-                startups.append(await child.wait_http_ok(f"http://127.0.0.1:{port}/readyz"))
-            except RuntimeError as exc:
-                await child.stop()
-                raise GatewayUnavailable(f"`gateway serve` did not become ready: {exc}") from None
-            if i + 1 < plan.gateway_starts:
-                await child.stop()
-    except BaseException:
-        await issuer.stop()
-        raise
+    for i in range(plan.gateway_starts):
+        port = free_port()
+        config = _deep_merge({"server": {"host": "127.0.0.1", "port": port},
+                              "upstream": {"url": backend_url},
+                              "auth": {"issuer": issuer.url, "audience": "reasoning-gateway"}},
+                             copy.deepcopy(extra_config))
+        path = log_dir / f"{name}-{i}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        child = Child(f"{name}-{i}", [*command, "serve", "--config", str(path)], log_dir, cwd=str(log_dir))
+        await child.start()
+        try:
+            startups.append(await child.wait_http_ok(f"http://127.0.0.1:{port}/readyz"))
+        except RuntimeError as exc:
+            await child.stop()
+            raise GatewayUnavailable(f"`gateway serve` did not become ready: {exc}") from None
+        if i + 1 < plan.gateway_starts:
+            await child.stop()
     token = issuer.mint("bench-user", groups=("engineers",), ttl_s=6 * 3600)
-    target = Target("gateway", f"http://127.0.0.1:{port}", child.pid, {"Authorization": f"Bearer {token}"})
-    return issuer, child, target, startups
+    target = Target(name, f"http://127.0.0.1:{port}", child.pid, {"Authorization": f"Bearer {token}"})
+    return child, target, startups
 
 
 async def warm_up(loadgen: Loadgen, target: Target) -> None:
@@ -180,7 +193,8 @@ async def warm_up(loadgen: Loadgen, target: Target) -> None:
 
 async def start_targets(args: argparse.Namespace, plan: Plan, log_dir: Path, children: list[Child],
                         notes: list[str]):
-    """Backend, bare proxy and (if it starts) the gateway. Returns (targets, start-up times, issuer or None)."""
+    """Backend, bare proxy and (each if it starts) the gateway and the masking gateway. Returns (targets,
+    start-up times, issuer or None)."""
     py = sys.executable
     backend = await Child("backend", [py, "-m", "gateway.devtools.backend", "--port", "0", "--chunks",
                                       str(STREAM_CHUNKS), "--precompute"], log_dir).start()
@@ -192,18 +206,38 @@ async def start_targets(args: argparse.Namespace, plan: Plan, log_dir: Path, chi
     targets = [Target("direct", backend_url, backend.pid), Target("bare", await bare.wait_ready_line(), bare.pid)]
     startup: dict[str, dict] = {"bare": {"seconds": time.perf_counter() - bare.started_at}}
     if args.no_gateway:
-        notes.append("gateway target skipped (--no-gateway)")
+        notes.append("gateway and masked targets skipped (--no-gateway)")
         return targets, startup, None
-    extra = yaml.safe_load(Path(args.gateway_config).read_text()) if args.gateway_config else {}
+    extra = (yaml.safe_load(Path(args.gateway_config).read_text()) if args.gateway_config else None) or {}
+    if (extra.get("policies") or {}).get("path"):
+        notes.append("--gateway-config sets policies.path: the `gateway` target is not auth-only")
     try:
-        issuer, gateway, target, startups = await start_gateway(backend_url, log_dir, plan, extra or {})
+        issuer = await start_issuer()
     except GatewayUnavailable as exc:
-        notes.append(f"gateway target skipped: {exc}".strip()[:1500])
+        notes.append(f"gateway and masked targets skipped: {exc}".strip()[:1500])
         print(f"bench: {notes[-1]}", file=sys.stderr)
         return targets, startup, None
-    children.append(gateway)
-    startup["gateway"] = {"seconds": sorted(startups)[len(startups) // 2], "all": startups}
-    return [*targets, target], startup, issuer
+    # The same config for both; `masked` adds the policy directory (no hot reload: no file polling).
+    variants = [("gateway", extra)]
+    if args.no_masked:
+        notes.append("masked target skipped (--no-masked)")
+    else:
+        variants.append(("masked", _deep_merge(copy.deepcopy(extra),
+                                               {"policies": {"path": str(POLICIES), "reload_s": 0}})))
+    for name, config in variants:
+        try:
+            child, target, startups = await start_gateway(name, backend_url, issuer, log_dir, plan, config)
+        except GatewayUnavailable as exc:
+            notes.append(f"{name} target skipped: {exc}".strip()[:1500])
+            print(f"bench: {notes[-1]}", file=sys.stderr)
+            continue
+        except BaseException:
+            await issuer.stop()
+            raise
+        children.append(child)
+        targets.append(target)
+        startup[name] = {"seconds": sorted(startups)[len(startups) // 2], "all": startups}
+    return targets, startup, issuer
 
 
 async def measure_rounds(loadgen: Loadgen, targets: list[Target], plan: Plan, notes: list[str]) -> list[dict]:
@@ -246,20 +280,25 @@ async def run(args: argparse.Namespace) -> dict:
         notes += [f"{name}: only {m['held']} of {m['streams']} idle streams opened ({m['failed']} failed)"
                   for name, m in idle.items() if m["held"] < m["streams"]]
         rounds = await measure_rounds(loadgen, targets, plan, notes)
-        for name in idle:  # measured once: the medians are of one value
-            rounds[0][name]["idle"] = idle[name]
+        for name, memory in idle.items():  # measured once: the medians are of one value
+            rounds[0][name]["idle"] = memory
             if name in startup:
                 rounds[0][name]["startup"] = startup[name]
         if load_before > 0.5 * (os.cpu_count() or 1):
             notes.append(f"load average was {load_before:.1f} before the run on {os.cpu_count()} CPUs: other work "
                          "shares the machine, so throughput ratios are noisy; CPU µs per request/chunk are steadier")
         summary = report.medians(rounds)
+        for name, phases in summary.items():
+            delivered = phases["stream"].get("delivered_events_per_stream")
+            if delivered is not None and abs(delivered - STREAM_EVENTS) > 0.01:
+                notes.append(f"{name} delivered {delivered:.1f} SSE events per {STREAM_EVENTS}-event stream; its "
+                             f"chunks/s and CPU per chunk count the backend's {STREAM_EVENTS}")
         check_rows = report.checks(summary)
         print(report.render(summary, [t.name for t in targets], check_rows, notes))
         machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "aiohttp": aiohttp.__version__,
                    "platform": platform.platform(), "load_average_before": load_before}
         return {"plan": plan.__dict__, "machine": machine, "targets": [t.name for t in targets],
-                "summary": summary, "checks": check_rows, "rounds": rounds, "notes": notes, "logs": str(log_dir)}
+                "summary": summary, "checks": check_rows, "derived": report.derived(summary), "rounds": rounds, "notes": notes, "logs": str(log_dir)}
     finally:
         await loadgen.stop()
         for child in reversed(children):
@@ -279,7 +318,10 @@ def main(argv: list[str] | None = None) -> None:
                    help="pause between frames in the stream phase (default 0: as fast as possible)")
     p.add_argument("--idle-streams", type=int, default=200, help="open idle streams for the memory phase")
     p.add_argument("--gateway-config", help="YAML merged into the gateway's generated config")
-    p.add_argument("--no-gateway", action="store_true", help="only the backend and the bare proxy")
+    p.add_argument("--no-gateway", action="store_true",
+                   help="only the backend and the bare proxy (no gateway, no masked)")
+    p.add_argument("--no-masked", action="store_true",
+                   help=f"skip the `masked` target (the gateway with {POLICIES.name}/ loaded)")
     p.add_argument("--out", help="write the full results as JSON here")
     args = p.parse_args(argv)
     t0 = time.perf_counter()

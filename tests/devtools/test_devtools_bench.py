@@ -110,3 +110,21 @@ def test_report_medians_and_checks():
     assert verdicts["gateway/bare throughput, non-stream"] is True
     assert verdicts["added p50 over bare at light rate (ms)"] is True
     assert verdicts["gateway start-up, spawn to /readyz 200 (s)"] is None  # not measured
+    assert verdicts["masked/gateway chunks/s, stream"] is None and report.derived(summary)[
+        "masking_cpu_us_per_chunk"] is None  # no masked target
+
+
+def test_report_masked_checks_and_cost():
+    summary = report.medians([{
+        "bare": {"nonstream": {"rps": 100}, "stream": {"events_per_s": 1000, "cpu_us_per_chunk": 5.0}},
+        "gateway": {"nonstream": {"rps": 90, "cpu_us_per_request": 170},
+                    "stream": {"events_per_s": 1000, "cpu_us_per_chunk": 6.0}},
+        "masked": {"nonstream": {"rps": 55, "cpu_us_per_request": 260},
+                   "stream": {"events_per_s": 600, "cpu_us_per_chunk": 20.0}}}])
+    rows = {c["check"]: c for c in report.checks(summary)}
+    assert rows["masked/gateway chunks/s, stream"]["pass"] is True
+    assert rows["masked/gateway chunks/s, stream"]["shown"] == "60%"
+    assert rows["masked/bare throughput, non-stream"]["pass"] is False
+    assert report.derived(summary) == {"masking_cpu_us_per_chunk": 14.0, "masking_cpu_us_per_request": 90}
+    text = report.render(summary, ["bare", "gateway", "masked"], list(rows.values()), [])
+    assert "masking cost per chunk, masked − gateway CPU: +14.0 µs" in text
