@@ -49,6 +49,9 @@ class Event:
     """Set when a filter changed the event; the codec re-serialises dirty events from ``payload``."""
     dropped: bool = False
     """Set when a filter removed the whole event from the response."""
+    splices: list[tuple[str, str]] | None = None
+    """String values a filter replaced (old, new), in order, so the codec can patch ``raw`` in place instead of
+    re-serialising the whole payload; None once an edit was structural (a removed key, a non-string value)."""
     closes: tuple[str, ...] = ()
     """Logical streams that end with this event (see ``closes_key``): text a filter still holds for them must be
     released *before* this event, e.g. before Anthropic's `content_block_stop` or a chat `finish_reason`."""

@@ -39,8 +39,18 @@ def set_at_path(root: Any, path: tuple[Any, ...], new_text: str) -> None:
 
 def set_delta_text(event: Event, delta: Delta, new_text: str) -> None:
     """Replace the text of ``delta`` (in the delta and in ``event.payload``) and mark the event for re-serialising."""
+    old = delta.text
     delta.text = new_text
     if delta.path:
+        parent = _parent(event.payload, delta.path)
+        if isinstance(parent[delta.path[-1]], str):
+            if not event.dirty and event.splices is None:
+                event.splices = []
+            if event.splices is not None:
+                event.splices.append((old, new_text))
+        else:
+            event.splices = None
+            event.dirty = True
         set_at_path(event.payload, delta.path, new_text)
     event.dirty = True
 
@@ -52,6 +62,7 @@ def remove_delta(event: Event, delta: Delta) -> None:
     delta leaves ``event.deltas`` so later filters no longer see it.
     """
     event.dirty = True
+    event.splices = None
     if not delta.path:
         delta.text = ""
         return

@@ -14,6 +14,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from gateway.dialects.base import ALL_STREAMS, TEXT, Delta, Event
 from gateway.dialects.sse import SseDecoder, SseEvent, rewrite_data
 
@@ -52,6 +54,29 @@ def _new_text(event: Event) -> str | None:
     return None
 
 
+def _splice(event: Event) -> bytes | None:
+    """``raw`` with each replaced string value patched in place, or None when that is not certain to be right.
+
+    A value is patched only when its JSON form (quotes included, escaped as we would) occurs exactly once in the
+    event's bytes; otherwise (another escaping style, the same text twice) the caller re-serialises the payload.
+    This keeps the upstream's own formatting and costs a fraction of a full json.dumps per masked chunk.
+    """
+    raw = event.raw
+    for old, new in event.splices or ():
+        needle = orjson.dumps(old)  # the same escaping as dump_json: only quotes, backslashes, control characters
+        if raw.count(needle) != 1:
+            return None
+        raw = raw.replace(needle, orjson.dumps(new))
+    return raw
+
+
+def _loads(data: str) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:  # NaN, huge ints, lone surrogates...: the stdlib is more lenient
+        return json.loads(data)
+
+
 def _looks_like_object(data: str) -> bool:
     return data[:1] == "{" or data.lstrip()[:1] == "{"
 
@@ -79,7 +104,7 @@ class SseCodec:
             return Event(raw=sse.raw, name=sse.event)
         if _looks_like_object(data):
             try:
-                payload = json.loads(data)
+                payload = _loads(data)
             except ValueError:
                 pass
             else:
@@ -96,6 +121,10 @@ class SseCodec:
                 continue
             if not event.dirty:
                 out.append(event.raw)
+                continue
+            patched = _splice(event) if event.splices and event.payload is not None else None
+            if patched is not None:
+                out.append(patched)
                 continue
             text = _new_text(event)
             # A dirty event with nothing to say (a keep-alive someone touched) is sent as it came.
