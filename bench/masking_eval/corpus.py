@@ -115,7 +115,8 @@ class _Builder:
         variant = v.variant
         if self._esc(v.before + v.value + v.after) != v.before + v.value + v.after:
             # Inside a JSON string, newlines and quotes of the value or its context become escapes.
-            variant, edge = "json_escaped", True
+            variant = "json_escaped"
+            edge = V.is_edge(detector, variant)
         self.planted.append(Planted(detector, value, self.size, variant, edge))
         self.raw(value)
         self.text(v.after)

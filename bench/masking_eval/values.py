@@ -43,21 +43,16 @@ class Value:
     """A structure the catalog is not required to catch (measured, never asserted): see ``EDGE_VARIANTS``."""
 
 
-EDGE_VARIANTS = {
-    ("pii.credit_card", "diners"): "Diners Club (300-305/36/38-39, 14 digits) is outside the catalog's brand table",
-    ("pii.us_ssn", "json_compact"): "9 bare digits need an `SSN` keyword directly before them; a JSON key "
-                                    "(`\"ssn\": \"123456789\"`) has a quote in between",
-    ("secrets.private_key", "json_escaped"): "a PEM block inside a JSON string has `\\n` escapes, which are not "
-                                             "base64 body characters",
-    ("secrets.assignment", "dotted"): "a random password shaped like a dotted identifier (`qLN.u_wj0LDzrZp`) is taken "
-                                      "for a code reference (`settings.SECRET_KEY`) by the placeholder rule",
-    ("secrets.url_password", "dotted"): "the same placeholder rule drops URL passwords such as "
-                                        "`Mksn0UHdy7pMpaiyOQZ.F`; the email detector then masks only `F@host`",
-    ("secrets.assignment", "json_escaped"): "`key: \\\"value\\\"` inside a JSON string: the quotes are escaped, so "
-                                            "the unquoted-value branch stops at the backslash",
-}
-"""Realistic structures that the current catalog is known not to cover. They stay in the corpus (a leak is a
-leak) and are reported separately, so that a catalog change that covers them shows up as better recall."""
+EDGE_VARIANTS: dict[tuple[str, str], str] = {}
+"""Realistic structures that the current catalog is known not to cover: (detector, variant) -> why. They stay in
+the corpus (a leak is a leak) and are reported separately, so that a catalog change that covers them shows up as
+better recall. Now empty: Diners Club cards, ``"ssn": "123456789"``, PEM blocks and ``key: \\"value\\"`` inside
+JSON strings, and random passwords shaped like ``module.attribute`` are all covered by the catalog."""
+
+
+def is_edge(detector: str, variant: str) -> bool:
+    """Whether values of this structure are flagged as edge structures (see ``EDGE_VARIANTS``)."""
+    return (detector, variant) in EDGE_VARIANTS
 
 
 def pick(rng: random.Random, seq):
@@ -223,7 +218,8 @@ def credit_card(rng: random.Random) -> Value:
     brand = pick(rng, list(CARD_PREFIXES))
     number = card_number(rng, brand)
     text, style = format_card(rng, number, brand)
-    return Value(text, brand if brand == "diners" else f"{brand}_{style}", edge=brand == "diners")
+    variant = brand if brand == "diners" else f"{brand}_{style}"
+    return Value(text, variant, edge=is_edge("pii.credit_card", variant))
 
 
 def non_luhn_card_number(rng: random.Random) -> str:
@@ -292,7 +288,7 @@ def us_ssn(rng: random.Random, json_field: bool = False) -> Value:
     dashed = f"{d[:3]}-{d[3:5]}-{d[5:]}"
     if json_field:
         if rng.random() < 0.25:
-            return Value(d, "json_compact", edge=True)
+            return Value(d, "json_compact", edge=is_edge("pii.us_ssn", "json_compact"))
         return Value(dashed, "dashed")
     kind = rng.randrange(4)
     if kind <= 1:
@@ -493,7 +489,8 @@ def url_password(rng: random.Random) -> Value:
     port = {"postgres": 5432, "postgresql": 5432, "mysql": 3306, "redis": 6379, "amqp": 5672}.get(scheme)
     tail = f"@{host}" + (f":{port}" if port else "") + pick(rng, ["/orders", "/app?sslmode=require", "/0", "/", ""])
     if _dotted(pw):
-        return Value(pw, "dotted", before=f"{scheme}://{user}:", after=tail, edge=True)
+        return Value(pw, "dotted", before=f"{scheme}://{user}:", after=tail,
+                     edge=is_edge("secrets.url_password", "dotted"))
     return Value(pw, scheme, before=f"{scheme}://{user}:", after=tail)
 
 
@@ -514,9 +511,9 @@ def assignment(rng: random.Random, json_field: bool = False) -> Value:
         variant = "dotted"
     if json_field:
         if variant == "dotted":
-            return Value(value, variant, before=f'"{key}": "', after='"', edge=True)
+            return Value(value, variant, before=f'"{key}": "', after='"', edge=is_edge("secrets.assignment", variant))
         return Value(value, "json_" + key, before=f'"{key}": "', after='"')
-    return Value(value, variant, before=f"{key}{sep}{quote}", after=quote, edge=variant == "dotted")
+    return Value(value, variant, before=f"{key}{sep}{quote}", after=quote, edge=is_edge("secrets.assignment", variant))
 
 
 def customer_id(rng: random.Random) -> Value:

@@ -14,12 +14,20 @@ Decisions worth knowing:
   runs, dates (``2024-01-15``), versions and prices don't match. National formats of other countries without
   ``+`` (``020 7946 0958``) are not covered.
 - ``pii.us_ssn``: ``123-45-6789`` anywhere; 9 bare digits (or space separated) only after ``SSN`` / ``social
-  security number``; area/group/serial rules in the validator.
-- ``pii.credit_card``: contiguous 12–19 digits or 4-digit groups (Amex 4-6-5) with spaces/dashes; brand range +
-  length + Luhn in the validator. A card glued to a further digit group (``4111 1111 1111 1111 2020``) fails
-  validation as a whole and is not masked.
-- ``secrets.private_key``: ``BEGIN … PRIVATE KEY`` up to the matching ``END`` line; a block cut off before its
-  ``END`` is masked from ``BEGIN`` through the base64-looking text that follows.
+  security number``, quotes allowed around key and value (``"ssn": "123456789"``, also JSON-escaped);
+  area/group/serial rules in the validator.
+- ``pii.credit_card``: contiguous 12–19 digits or 4-digit groups (Amex 4-6-5, Diners 4-6-4) with spaces/dashes;
+  brand range + length + Luhn in the validator. A card glued to a further digit group
+  (``4111 1111 1111 1111 2020``) fails validation as a whole and is not masked, and digit groups inside an
+  IBAN-shaped token (``DE00 5077 3547 ...``, e.g. one with a wrong checksum) are never taken for a card.
+- ``secrets.aws_secret_key``: 40 characters after a ``secret``-style key, or right after an ``AKIA``/``ASIA`` id
+  and 1–6 separator characters (``AKIA… / <secret>``, ``"AKIA…","<secret>"``; spaces alone don't separate).
+- ``secrets.private_key``: ``BEGIN … PRIVATE KEY`` up to the matching ``END`` line, also inside a JSON string
+  (``\\n``/``\\r\\n`` escapes in the body); a block cut off before its ``END`` is masked from ``BEGIN``
+  through the base64-looking text that follows.
+- ``secrets.assignment`` / ``secrets.url_password``: values that are placeholders (``changeme``, ``${VAR}``,
+  AWS's ``…EXAMPLE`` keys, code references like ``settings.SECRET_KEY``) are left alone; a random password with a
+  dot (``Mksn0UHdy7pMpaiyOQZ.F``) is not a code reference (see ``validators.is_code_reference``).
 """
 from __future__ import annotations
 
@@ -52,7 +60,7 @@ _NOT_URL_PASSWORD = "(?:(?<!:)|" + "".join(rf"(?<!://[^\s/@:]{{{k}}}:)" for k in
 
 EMAIL = Detector(
     name="pii.email", label="EMAIL",
-    pattern=(r"(?<![A-Za-z0-9_%+-])" + _NOT_URL_PASSWORD + r"[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?"
+    pattern=(r"(?<![A-Za-z0-9_%+.-])" + _NOT_URL_PASSWORD + r"[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?"
              r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}"
              r"(?![A-Za-z0-9_-]|\.[A-Za-z0-9])"),
     trigger="@", max_len=640, max_pre=66, hint=_email_hint,
@@ -70,15 +78,23 @@ US_SSN = Detector(
     name="pii.us_ssn", label="US_SSN",
     pattern=(r"(?:(?<![A-Za-z0-9_-])(?P<v>[0-9]{3}-[0-9]{2}-[0-9]{4})(?![0-9]|-[0-9])"
              rf"|{_NOT_AFTER_WORD}(?:{ci('ssn')}|{ci('social security')}(?: {ci('number')}| {ci('no')}\.?)?)"
-             r"(?:[ \t]{0,3}[:#=-]|[ \t]is)?[ \t]{0,3}(?P<v>[0-9]{3}[ -]?[0-9]{2}[ -]?[0-9]{4})(?![0-9]))"),
+             r"""(?:\\?["'])?(?:[ \t]{0,3}[:#=-]|[ \t]is)?[ \t]{0,3}(?:\\?["'])?"""
+             r"(?P<v>[0-9]{3}[ -]?[0-9]{2}[ -]?[0-9]{4})(?![0-9]))"),
     validator=v.us_ssn_ok, value_group="v",
     trigger=rf"[0-9]{{3}}[ -]?[0-9]{{2}}[ -]?[0-9]{{4}}|{ci('ssn')}|{ci('social')}", max_len=64, max_pre=0,
 )
 
+# Not a digit group of an IBAN written in groups (``DE00 5012 3456 ...``, wrong checksum): one fixed-length
+# lookbehind per number of groups before the card's first digit (an IBAN is at most 34 characters; a card needs at
+# least 3 groups). They are checked after the first digit is consumed, so they only run where a number starts
+# (3x faster on prose than lookbehinds at every position).
+_NOT_IN_IBAN = "".join(rf"(?<![A-Z]{{2}}[0-9]{{2}}(?: [A-Z0-9]{{4}}){{{k}}} [0-9])" for k in range(7))
+
 CREDIT_CARD = Detector(
     name="pii.credit_card", label="CREDIT_CARD",
-    pattern=(r"(?<![A-Za-z0-9_-])(?:[0-9]{12,19}|[0-9]{4}[ -][0-9]{4}[ -][0-9]{4}(?:[ -][0-9]{1,4}){0,2}"
-             r"|[0-9]{4}[ -][0-9]{6}[ -][0-9]{4,5})(?![0-9])"),
+    pattern=(r"(?<![A-Za-z0-9_-])[0-9]" + _NOT_IN_IBAN  # the first digit, then the rest of the number:
+             + r"(?:[0-9]{11,18}|[0-9]{3}[ -][0-9]{4}[ -][0-9]{4}(?:[ -][0-9]{1,4}){0,2}"
+             r"|[0-9]{3}[ -][0-9]{6}[ -][0-9]{4,5})(?![0-9])"),
     validator=v.credit_card_ok, trigger=r"[0-9]{4}[ -]?[0-9]{4}", max_len=32, hint=_card_hint,
 )
 
@@ -110,9 +126,14 @@ AWS_ACCESS_KEY = Detector(
 
 AWS_SECRET_KEY = Detector(
     name="secrets.aws_secret_key", label="AWS_SECRET_KEY",
-    pattern=(rf"(?:(?<![A-Za-z0-9]){ci('secret')}|(?<=[a-z0-9])Secret)(?:[_ -]?{ci('access')})?(?:[_ -]?{ci('key')})?"
-             r"""["']?[ \t]{0,3}(?:[:=]|=>|:=|[ \t]is)?[ \t]{0,3}["']?(?P<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"""),
-    validator=v.aws_secret_key_ok, value_group="v", trigger=ci("secret"), max_len=96, max_pre=0,
+    pattern=(rf"(?:(?:(?<![A-Za-z0-9]){ci('secret')}|(?<=[a-z0-9])Secret)(?:[_ -]?{ci('access')})?"
+             rf"(?:[_ -]?{ci('key')})?"
+             r"""["']?[ \t]{0,3}(?:[:=]|=>|:=|[ \t]is)?[ \t]{0,3}["']?"""
+             # or its access key id a few separator characters before: `AKIA... / <secret>`, `"AKIA...","<secret>"`.
+             # Spaces alone don't separate (`AKIA... then ...` is prose: the id is not held back for the next word).
+             r"""|(?<![A-Za-z0-9])A(?:KIA|SIA)[A-Z0-9]{16}(?! {1,6}[A-Za-z0-9+])[\s"'`,:;|/=\\]{1,6})"""
+             r"(?P<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"),
+    validator=v.aws_secret_key_ok, value_group="v", trigger=rf"{ci('secret')}|A(?:KIA|SIA)", max_len=96, max_pre=0,
 )
 
 GITHUB_TOKEN = Detector(
@@ -171,7 +192,7 @@ JWT = Detector(
 # does not open the END line; then the END line when there is one. Greedy body + optional END, no lazy repeat:
 # the `regex` module reports a lazy repeat followed by a literal as "could still match" up to the end of the
 # text, which would hold a finished block until the stream ends.
-_PEM_BODY = r"(?:(?>[A-Za-z0-9+/=\s:,]{1,128})|-(?!----)){0,600}"
+_PEM_BODY = r"(?:(?>[A-Za-z0-9+/=\s:,]{1,128})|\\{1,2}[rnt/]|-(?!----)){0,600}"
 _PEM_BEGIN = r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
 _PEM_END = r"-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
 PRIVATE_KEY = Detector(
@@ -193,11 +214,12 @@ _ASSIGN_KEYS = "|".join(ci(k) for k in (
 ))
 _ASSIGN_CAMEL = "Password|Passwd|Passphrase|Secret|Token|Credentials?|AccessKey|ApiKey|PrivateKey"
 _ASSIGN_VALUE = (r"""(?:"(?P<v>[^"\r\n]{1,256})"|'(?P<v>[^'\r\n]{1,256})'|`(?P<v>[^`\r\n]{1,256})`"""
+                 r"""|\\"(?P<v>[^"\\\r\n]{1,256})\\["]"""  # inside a JSON string: key: \"value\"
                  r"""|(?P<v>[^\s"'`,;)\]}>]{0,255}[^\s"'`,;)\]}>.:]))""")  # unquoted: no final '.' or ':'
 ASSIGNMENT = Detector(
     name="secrets.assignment", label="SECRET",
     pattern=(rf"(?:(?<![A-Za-z0-9])(?:{_ASSIGN_KEYS})|(?<=[a-z0-9])(?:{_ASSIGN_CAMEL}))"
-             r"""(?:[_.-][A-Za-z0-9]{1,16}){0,2}["']?[ \t]{0,4}(?::=|=>|[:=])[ \t]{0,4}"""
+             r"""(?:[_.-][A-Za-z0-9]{1,16}){0,2}(?:\\?["'])?[ \t]{0,4}(?::=|=>|[:=])[ \t]{0,4}"""
              + _ASSIGN_VALUE),
     validator=v.assignment_value_ok, value_group="v",
     trigger=rf"{_ASSIGN_KEYS}|{_ASSIGN_CAMEL}", max_len=360, max_pre=0,

@@ -52,6 +52,8 @@ def card_brand(number: str) -> str | None:
         return "jcb"
     if (two == 50 or 56 <= two <= 69) and 12 <= n <= 19:
         return "maestro"
+    if (300 <= int(number[:3]) <= 305 or two in (36, 38, 39)) and n == 14:
+        return "diners"
     return None
 
 
@@ -192,18 +194,52 @@ _PLACEHOLDER_SHAPES = re.compile(
       | (?:os\.environ|os\.getenv|getenv|process\.env|env\.|ENV\[|secrets\.|vault:).*
       | ([xX*#._-])\1* | [xX*]+[-_.]?[xX*]*                        # xxxx, ****, ....
       | \.\.\.+.* | .*\.\.\.
-      | [A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+(?:\(.*)?   # settings.SECRET_KEY, cfg.get(...)
       | [A-Za-z_][A-Za-z0-9_]*\(.*                                    # get_password()
     )$""",
     re.VERBOSE,
 )
+_DOTTED_CALL = re.compile(r"([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)+)(?:\(.*)?")
+_IDENTIFIER_PART = re.compile(
+    r"_{0,2}(?:[a-z]+[0-9]*(?:_[a-z0-9]+)*"                 # snake_case / lower: settings, db_password, v2
+    r"|[A-Z]+[0-9]*(?:_[A-Z0-9]+)*"                         # CONSTANT_CASE: SECRET_KEY
+    r"|[a-z]+[0-9]*(?:[A-Z][a-z]+[0-9]*)*(?:[A-Z]+[0-9]*)?"  # camelCase: apiKey, getSecretValue, getURL
+    r"|(?:[A-Z][a-z]+[0-9]*)+(?:[A-Z]+[0-9]*)?"             # PascalCase: DbPassword
+    r")_{0,2}"
+)
+_WORD_SPLIT = re.compile(r"_+|(?<=[a-z0-9])(?=[A-Z])")
+_DIGIT_RUN = re.compile(r"[0-9]+")
+
+
+def is_code_reference(value: str) -> bool:
+    """``settings.SECRET_KEY``, ``config.db.password``, ``cfg.get(...)``: dotted parts that are all word-shaped
+    identifiers (one case style each, at most one digit run, words of 2.5 letters on average).
+
+    Random passwords with a dot (``Mksn0UHdy7pMpaiyOQZ.F``, ``x7.Qp2Lr9VkZt``) mix cases and digits inside a part
+    or are made of one- and two-letter humps, so they are not taken for code."""
+    m = _DOTTED_CALL.fullmatch(value)
+    if m is None:
+        return False
+    letters = words = 0
+    for part in m.group(1).split("."):
+        if not _IDENTIFIER_PART.fullmatch(part) or len(_DIGIT_RUN.findall(part)) > 1:
+            return False
+        for w in _WORD_SPLIT.split(part):
+            if w:
+                words += 1
+                letters += sum(c.isalpha() for c in w)
+    return words > 0 and letters >= 2.5 * words
+
+
 _YOUR_SOMETHING = re.compile(r"(?i)(?:your|my|insert|enter|replace|put)[_-]?.*(?:key|token|secret|pass|here)")
 
 
 def is_placeholder(value: str) -> bool:
     """Values that only look like secrets: ``changeme``, ``<your-key>``, ``${VAR}``, ``xxxx``, ``your_api_key_here``."""
     v = value.strip("\"'`")
-    if v.lower() in PLACEHOLDER_WORDS or _PLACEHOLDER_SHAPES.match(v) or _YOUR_SOMETHING.search(v):
+    if v.endswith(("EXAMPLE", "EXAMPLEKEY")):  # AWS's documented keys: AKIAIOSFODNN7EXAMPLE, ...EXAMPLEKEY
+        return True
+    if (v.lower() in PLACEHOLDER_WORDS or _PLACEHOLDER_SHAPES.match(v) or _YOUR_SOMETHING.search(v)
+            or is_code_reference(v)):
         return True
     return len(set(v.lower())) <= 2
 

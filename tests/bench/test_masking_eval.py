@@ -17,11 +17,7 @@ from gateway.dialects.sse import SseDecoder
 SEEDS = (1, 2, 3, 4, 5)
 CORPORA = {seed: corpus.generate(seed) for seed in SEEDS}
 
-KNOWN_CATALOG_FPS = {
-    "aws_example": "secrets.assignment masks AWS's documented example keys (AKIAIOSFODNN7EXAMPLE, ...EXAMPLEKEY) "
-                   "after `aws_access_key_id =` / `aws_secret_access_key =`",
-    "invalid_iban": "the digit groups of an IBAN with a wrong checksum can pass as a Luhn-valid Maestro number",
-}
+KNOWN_CATALOG_FPS: dict[str, str] = {}
 """Hard-negative categories the current catalog is known to mask; kept in the corpus (they count as false
 positives in the run) and checked by the xfail test below, which turns into a failure once they are fixed."""
 

@@ -58,6 +58,11 @@ def pem(kind: str = "RSA PRIVATE KEY", lines: int = 6, rng: random.Random = _rng
     return f"-----BEGIN {kind}-----\n{body}\n-----END {kind}-----"
 
 
+_rng2 = random.Random(20250301)
+_AKIA, _SECRET, _SECRET2 = "AKIA4QZ7XW2JH5RT3KLM", aws_secret(_rng2), aws_secret(_rng2)
+_SECRET3, _SECRET4 = aws_secret(_rng2), aws_secret(_rng2)  # for near misses (not planted anywhere)
+_PEM2 = pem("PRIVATE KEY", 3, _rng2)
+
 # name -> list of (text containing the value, the part that must be masked)
 POSITIVE: dict[str, list[tuple[str, str]]] = {
     "pii.email": [(v, v) for v in (
@@ -68,12 +73,14 @@ POSITIVE: dict[str, list[tuple[str, str]]] = {
         "415.555.0134", "1-800-555-0199", "+33 1 23 45 67 89", "+49 30 12345678",
     )],
     "pii.us_ssn": [("123-45-6789", "123-45-6789"), ("SSN: 123456789", "123456789"),
-                   ("social security number 219 09 9999", "219 09 9999"), ("ssn 078-05-1120", "078-05-1120")],
+                   ("social security number 219 09 9999", "219 09 9999"), ("ssn 078-05-1120", "078-05-1120"),
+                   ('{"ssn": "234567891"}', "234567891"), ('{\\"SSN\\":\\"219099999\\"}', "219099999")],
     "pii.credit_card": [(v, v) for v in (
         "4111 1111 1111 1111", "4111-1111-1111-1111", "4111111111111111", card("4", 13), card("4", 19),
         "5555 5555 5555 4444", card("2221", 16), card("2720", 16), "3782 822463 10005", card("34", 15),
         card("37", 15), "6011 1111 1111 1117", card("65", 16), card("644", 16), card("649", 19),
         card("3528", 16), card("3589", 19), card("50", 12), card("56", 16), card("69", 19),
+        "3056 930902 5904", card("36", 14, _rng2), card("38", 14, _rng2), card("301", 14, _rng2),
     )],
     "pii.iban": [(v, v) for v in (
         "GB82 WEST 1234 5698 7654 32", "GB82WEST12345698765432", "DE89 3704 0044 0532 0130 00",
@@ -88,7 +95,10 @@ POSITIVE: dict[str, list[tuple[str, str]]] = {
     "secrets.aws_secret_key": [(f"{k}{aws}", aws) for k, aws in (
         ("aws_secret_access_key = ", aws_secret()), ("AWS_SECRET_ACCESS_KEY=", aws_secret()),
         ('"SecretAccessKey": "', aws_secret()), ("the aws secret is ", aws_secret()),
-    )],
+    )] + [  # right after its access key id
+        (f"credentials {_AKIA} / {_SECRET}", _SECRET), (f'"{_AKIA}","{_SECRET2}"', _SECRET2),
+        (f"ASIAY7N2K4M9QW3ER5TX, {_SECRET}", _SECRET), (f'[\\"{_AKIA}\\", \\"{_SECRET2}\\"]', _SECRET2),
+    ],
     "secrets.github_token": [(v, v) for v in (
         github_classic("p"), github_classic("o"), github_classic("u"), github_classic("s"), github_classic("r"),
         "github_pat_" + rand(B62, 22) + "_" + rand(B62, 59),
@@ -113,11 +123,15 @@ POSITIVE: dict[str, list[tuple[str, str]]] = {
     "secrets.private_key": [(v, v) for v in (
         pem(), pem("PRIVATE KEY"), pem("EC PRIVATE KEY", 3), pem("OPENSSH PRIVATE KEY", 8),
         pem("ENCRYPTED PRIVATE KEY", 4), pem("PGP PRIVATE KEY BLOCK", 4),
-    )],
+    )] + [  # inside a JSON string
+        ('{"key": "' + (k := _PEM2.replace("\n", "\\n")) + '\\n"}', k),
+        ('"' + (k := _PEM2.replace("\n", "\\r\\n")) + '"', k),
+    ],
     "secrets.url_password": [
         ("postgres://admin:S3cr3tPass@db.example.com:5432/app", "S3cr3tPass"),
         ("https://deploy:" + (pw := rand(B62, 16)) + "@git.example.com/repo.git", pw),
         ("redis://:hK8s2Lq9Xz@cache.internal:6379/0", "hK8s2Lq9Xz"),
+        ("postgres://user:Mksn0UHdy7pMpaiyOQZ.F@db.example.com/db", "Mksn0UHdy7pMpaiyOQZ.F"),
     ],
     "secrets.assignment": [
         ("password=Xk9#mQ2$vLp8", "Xk9#mQ2$vLp8"),
@@ -127,6 +141,8 @@ POSITIVE: dict[str, list[tuple[str, str]]] = {
         ("export SECRET_KEY=6fd8c1b0e7a94f2c", "6fd8c1b0e7a94f2c"),
         ("passwd: Tq8#vX2!mRk5", "Tq8#vX2!mRk5"),
         ('clientSecret = "p9Qw-2xZr8LmN4tK"', "p9Qw-2xZr8LmN4tK"),
+        ("password = qLN.u_wj0LDzrZp", "qLN.u_wj0LDzrZp"),
+        ('{"note": "apiKey: \\"a8F3kL9mQ2xZ7wE1\\""}', "a8F3kL9mQ2xZ7wE1"),
     ],
 }
 
@@ -136,9 +152,13 @@ NEGATIVE: dict[str, list[str]] = {
     "pii.phone": ["2024-01-15", "v1.2.3", "12345678901", "$1,234.56", "192.168.1.1", "555-0134", "+1 234.56",
                   "call 12 34", "3.14159265", "1234-5678"],
     "pii.us_ssn": ["000-12-3456", "666-12-3456", "900-12-3456", "123-00-4567", "123-45-0000", "123456789",
-                   "SSN: 000123456", "order 123-45-67890"],
+                   "SSN: 000123456", "order 123-45-67890", '"ssn_count": "321654987"', '"ssn": "900123456"'],
     "pii.credit_card": [bad_luhn("4111111111111111"), "4111 1111 1111 1112", card("9", 16), card("1", 16),
-                        "1718000000123", card("4", 15), "a4111111111111111", "2024-01-15 12:00:00"],
+                        "1718000000123", card("4", 15), "a4111111111111111", "2024-01-15 12:00:00",
+                        "30600000000004", "3056930902590",  # 306 is not Diners; 13 digits
+                        # digit groups of an IBAN with a wrong checksum
+                        "DE00 5077 3547 5005 3851 41", "GB00 WEST 3622 7206 2716 67",
+                        "PL00 1234 5678 4000 0566 5566 5556"],
     "pii.iban": ["GB82 WEST 1234 5698 7654 33", "GB82WEST1234569876543", "XX82WEST12345698765432",
                  "DE89 3704 0044 0532 0130 0", "AB12 tests"],
     "pii.ipv4": ["999.1.1.1", "1.2.3.4.5", "v1.2.3.4", "256.1.1.1", "1.2.3", "10.0.0.01", "version1.2.3.4"],
@@ -147,7 +167,10 @@ NEGATIVE: dict[str, list[str]] = {
     "secrets.aws_access_key": ["AKIAIOSFODNN7EXAMPLE", "AKIA1234", "XAKIAZ3MQXK7PLW2NRT5B", "AKIAZ3MQXK7PLW2NRT5BX",
                                "akiaz3mqxk7plw2nrt5b", "AKIAZ3MQXK7PLWEXAMPLE"],
     "secrets.aws_secret_key": ["aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-                               aws_secret(), "secret = aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"],
+                               aws_secret(), "secret = aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                               "AKIAIOSFODNN7EXAMPLE / wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+                               f"{_AKIA} 3f786850e387550fdab836ed7e6dc881de23001b", f"x{_AKIA} / {_SECRET3}",
+                               f"{_AKIA} and the other key {_SECRET4}"],
     "secrets.github_token": [github_classic()[:-1] + ("A" if github_classic()[-1] != "A" else "B"),
                              "3f786850e387550fdab836ed7e6dc881de23001b", "ghp_" + rand(B62, 35),
                              "ghx_" + rand(B62, 36), "github_pat_short_abc"],
@@ -168,7 +191,12 @@ NEGATIVE: dict[str, list[str]] = {
                            "password: hunter2", 'password = "aaaaaaaaaa"', "the token: hello", "tokens: 4096",
                            "tokenizer: bert-base-uncased", 'api_key = "your_api_key_here"',
                            "password = os.environ['DB_PASSWORD']", "secret: {{ vault_secret }}",
-                           "max_tokens=1024", "password_reset_url: /reset"],
+                           "max_tokens=1024", "password_reset_url: /reset",
+                           "aws_access_key_id = AKIAIOSFODNN7EXAMPLE",
+                           "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+                           "password = settings.SECRET_KEY", "secret = config.database.password",
+                           'token = cfg.get("auth_token")', "api_key = this.props.apiKey",
+                           '{"note": "apiKey: \\"<your-key>\\""}'],
 }
 
 # Values that are never PII/secrets and must pass through every detector untouched.
