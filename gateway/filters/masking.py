@@ -132,8 +132,12 @@ class MaskingFilter(Filter):
             events = state.dropper.process(events)
         whole = not self._streaming(ex)
         out: list[Event] = []
+        # Pieces of one logical stream that arrived in the same read are masked together: one masker step for
+        # the batch, the released text riding on the batch's last piece (they reach the client together anyway).
+        pending: dict[str, list[tuple[Event, Delta]]] = {}
         for event in events:
-            if event.closes and state.streams:
+            if event.closes and (state.streams or pending):
+                self._feed_pending(ex, state, pending, event.closes)
                 out += self._release(ex, state, event.closes)
             for delta in list(event.deltas):
                 if delta.channel == REASONING and state.reasoning == "pass":
@@ -141,8 +145,10 @@ class MaskingFilter(Filter):
                 if whole or delta.stream_key.endswith(FULL_SUFFIX):
                     self._mask_whole(ex, state, event, delta)
                 else:
-                    self._mask_piece(ex, state, event, delta)
+                    pending.setdefault(delta.stream_key, []).append((event, delta))
             out.append(event)
+        if pending:
+            self._feed_pending(ex, state, pending, ("*",))
         if end_stream and state.streams:
             tail = self._release(ex, state, ("*",))
             out = _before_terminal(out, tail)
@@ -156,19 +162,28 @@ class MaskingFilter(Filter):
         if masked != delta.text:
             set_delta_text(event, delta, masked)
 
-    def _mask_piece(self, ex: Exchange, state: _State, event: Event, delta: Delta) -> None:
-        stream = state.streams.get(delta.stream_key)
+    def _feed_pending(self, ex: Exchange, state: _State, pending: dict, closes: tuple[str, ...]) -> None:
+        for key in [k for k in pending if closes_key(closes, k)]:
+            self._mask_pieces(ex, state, key, pending.pop(key))
+
+    def _mask_pieces(self, ex: Exchange, state: _State, key: str, pieces: list[tuple[Event, Delta]]) -> None:
+        event, delta = pieces[-1]
+        stream = state.streams.get(key)
         if stream is None:
             stream = _Stream(state.engine.stream(state.names), event, delta.path, delta.channel)
-            state.streams[delta.stream_key] = stream
+            state.streams[key] = stream
         stream.template, stream.path = event, delta.path
+        text = delta.text if len(pieces) == 1 else "".join(d.text for _, d in pieces)
         before = dict(state.engine.counts(stream.masker))
-        released = stream.masker.feed(delta.text)
+        released = stream.masker.feed(text)
         if state.rules:
-            stream.window = (stream.window + delta.text)[-RULE_WINDOW:]
+            stream.window = (stream.window + text)[-RULE_WINDOW:]
             after = state.engine.counts(stream.masker)
             new = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
             self._check_rules(ex, state, delta.channel, stream.window, new)
+        for earlier_event, earlier in pieces[:-1]:
+            if earlier.text:
+                set_delta_text(earlier_event, earlier, "")
         if released != delta.text:
             set_delta_text(event, delta, released)
 

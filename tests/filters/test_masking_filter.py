@@ -179,3 +179,12 @@ async def test_policy_decisions(chain):
     ok = ex_for("hello")
     await chain.run_request(ok)
     assert ok.annotations[DECISION].action == "allow" and ok.decision == "allow"
+
+
+async def test_pieces_read_together_are_masked_together_and_keep_their_events(chain):
+    source = chat_stream(REASONING, ANSWER, 2)
+    body = await run(chain, source, splits=len(source))  # the whole stream arrives in one read
+    reasoning, content, payloads = joined(body)
+    assert reasoning == one_shot(REASONING) and content == one_shot(ANSWER)
+    # No event is lost; at most one copy per stream carries the tail held back until the stream ended.
+    assert len(joined(source)[2]) <= len(payloads) <= len(joined(source)[2]) + 2
