@@ -70,7 +70,7 @@ def _splice(event: Event) -> bytes | None:
     return raw
 
 
-def _loads(data: str) -> Any:
+def _loads(data: str | bytes) -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:  # NaN, huge ints, lone surrogates...: the stdlib is more lenient
@@ -150,7 +150,7 @@ class JsonBodyCodec:
         if not body:
             return []
         try:
-            payload = json.loads(body)
+            payload = _loads(body)
         except ValueError:  # also UnicodeDecodeError
             payload = None
         if isinstance(payload, dict):
