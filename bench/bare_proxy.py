@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
+
+from gateway.signals import run_until_signalled
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
                         "te", "trailer", "trailers", "transfer-encoding", "upgrade"})
@@ -83,15 +84,12 @@ async def run_bare_proxy(upstream: str, host: str = "127.0.0.1", port: int = 0) 
 
 
 async def _serve(upstream: str, host: str, port: int) -> None:
-    runner, url = await run_bare_proxy(upstream, host, port)
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    print(f"READY {url}", flush=True)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    async def start():
+        runner, url = await run_bare_proxy(upstream, host, port)
+        print(f"READY {url}", flush=True)
+        return runner.cleanup
+
+    await run_until_signalled(start)
 
 
 def main(argv: list[str] | None = None) -> None:

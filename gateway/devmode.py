@@ -106,7 +106,7 @@ async def _start(host: str, port: int):
 
 def run_dev(host: str = "127.0.0.1", port: int = 8080) -> int:
     from gateway.logs import configure_logging
-    from gateway.server import run_until_signalled
+    from gateway.signals import run_until_signalled
 
     # Request logs go to stderr so the banner on stdout stays readable (and can be piped).
     configure_logging("info", stream=sys.stderr)

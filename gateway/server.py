@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import traceback
-from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
@@ -16,6 +15,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.app import build_app
 from gateway.config import Settings
+from gateway.signals import run_until_signalled
 
 log = structlog.get_logger("gateway.server")
 
@@ -88,23 +88,16 @@ async def start_gateway(settings: Settings, *, reuse_port: bool = False) -> tupl
     return runner, f"http://{server.host}:{port}"
 
 
-async def run_until_signalled(start: Callable[[], Awaitable[Callable[[], Awaitable[None]]]]) -> None:
-    """Start something, wait for SIGINT/SIGTERM, then run the stop callback it returned."""
-    stop_requested = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop_requested.set)
-    stop = await start()
-    await stop_requested.wait()
-    log.info("shutting_down")
-    await stop()
-
-
 def serve(settings: Settings, *, reuse_port: bool = False) -> None:
     async def start():
         runner, url = await start_gateway(settings, reuse_port=reuse_port)
         log.info("listening", url=url, pid=os.getpid())
-        return runner.cleanup
+
+        async def stop() -> None:
+            log.info("shutting_down")
+            await runner.cleanup()
+
+        return stop
 
     asyncio.run(run_until_signalled(start))
 

@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import json
 import secrets
-import signal
 import sys
 import time
 from collections import Counter
@@ -23,6 +22,8 @@ from typing import Any
 import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from gateway.signals import run_until_signalled
 
 _GENERATORS = {
     "RS256": lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
@@ -208,18 +209,14 @@ class DevIssuer:
 
 
 async def _serve(host: str, port: int, audience: str) -> None:
-    issuer = DevIssuer(host, port, audience)
-    await issuer.start()
-    print(issuer.url, flush=True)
-    print(f"dev issuer up; get a token: curl -d sub=alice -d groups=dev {issuer.url}/token", file=sys.stderr)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await issuer.stop()
+    async def start():
+        issuer = DevIssuer(host, port, audience)
+        await issuer.start()
+        print(issuer.url, flush=True)
+        print(f"dev issuer up; get a token: curl -d sub=alice -d groups=dev {issuer.url}/token", file=sys.stderr)
+        return issuer.stop
+
+    await run_until_signalled(start)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import secrets
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +28,7 @@ from aiohttp import web
 
 from gateway.devtools import anthropic_wire, openai_wire, test_controls
 from gateway.devtools.scripts import Script, make_script, pick_tool
+from gateway.signals import run_until_signalled
 
 
 @dataclass(frozen=True)
@@ -223,16 +223,12 @@ def _parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, BackendOpti
 
 
 async def _serve(host: str, port: int, options: BackendOptions) -> None:
-    runner, url = await run_backend(host, port, options)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"READY {url}", flush=True)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    async def start():
+        runner, url = await run_backend(host, port, options)
+        print(f"READY {url}", flush=True)
+        return runner.cleanup
+
+    await run_until_signalled(start)
 
 
 def main(argv: list[str] | None = None) -> None:
