@@ -38,7 +38,10 @@ def is_text(value: Any) -> bool:
 
 def dump_json(payload: Any) -> str:
     """Compact JSON as the upstreams send it (unicode kept as is, not \\u-escaped)."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return orjson.dumps(payload).decode()
+    except (TypeError, orjson.JSONEncodeError):  # ints beyond 64 bits (stdlib-parsed): let the stdlib write them
+        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
 
 
 def _opaque_deltas(text: str) -> list[Delta]:
