@@ -59,6 +59,26 @@ def _dev(args: argparse.Namespace) -> int:
     return run_dev(host=args.host, port=args.port)
 
 
+def _audit_verify(args: argparse.Namespace) -> int:
+    from gateway.audit import cli as audit_cli
+
+    return audit_cli.verify(args.store, session=args.session, public_key_files=args.public_key,
+                            anchor_file=args.anchor, out=sys.stdout, err=sys.stderr)
+
+
+def _audit_export(args: argparse.Namespace) -> int:
+    from gateway.audit import cli as audit_cli
+
+    return audit_cli.export(args.store, args.session, args.output, public_key_files=args.public_key, err=sys.stderr)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from gateway.audit import cli as audit_cli
+
+    return audit_cli.replay(args.store, args.session, speed=args.speed, fmt=args.format,
+                            out=sys.stdout.buffer, err=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description="reasoning-gateway: an inspecting LLM proxy")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -79,6 +99,27 @@ def build_parser() -> argparse.ArgumentParser:
     ptest.add_argument("--policies", default="policies", help="policy file or directory (default: ./policies)")
     ptest.add_argument("--hmac-key", help="key for the keyed_hash masking style, if the policy uses it")
     ptest.set_defaults(func=_policy_test)
+
+    audit = sub.add_parser("audit", help="verify the audit log, export evidence bundles")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    averify = audit_sub.add_parser("verify", help="check hashes, chains and signed digests")
+    averify.add_argument("--store", required=True, help="file://DIR, s3://BUCKET/PREFIX, bundle://FILE or FILE.tar")
+    averify.add_argument("--session", help="verify only this session's records")
+    averify.add_argument("--public-key", action="append", default=[], metavar="FILE")
+    averify.add_argument("--anchor", metavar="FILE", help="latest digest(s) held outside the store")
+    averify.set_defaults(func=_audit_verify)
+    aexport = audit_sub.add_parser("export", help="write a session's evidence bundle (tar)")
+    aexport.add_argument("--store", required=True)
+    aexport.add_argument("session", metavar="SESSION")
+    aexport.add_argument("-o", "--output", required=True, metavar="FILE")
+    aexport.add_argument("--public-key", action="append", default=[], metavar="FILE")
+    aexport.set_defaults(func=_audit_export)
+    replay = sub.add_parser("replay", help="replay a session's masked responses")
+    replay.add_argument("--store", required=True)
+    replay.add_argument("session", metavar="SESSION")
+    replay.add_argument("--speed", type=float, default=1.0, help="1 = original timing, 0 = no delays")
+    replay.add_argument("--format", choices=("sse", "json", "text"), default="sse")
+    replay.set_defaults(func=_replay)
 
     dev = sub.add_parser("dev", help="everything local for a first look: gateway, dev IdP, demo backend")
     dev.add_argument("--host", default="127.0.0.1")
