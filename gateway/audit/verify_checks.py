@@ -255,20 +255,26 @@ class Checker:
         return ok
 
     def check_anchor(self, a: dict[str, Any]) -> None:
+        where = self.compare_anchor(a)
+        if where is not None and self._check_claims(a, where, stored=False):
+            self.anchored[a["stream_id"]] = max(self.anchored.get(a["stream_id"], 0), a["last_seq"])
+
+    def compare_anchor(self, a: dict[str, Any]) -> str | None:
+        """Check an externally held digest's signature and that the store still holds it unchanged. Returns
+        where to report its claims, or None when it does not verify (its claims then count for nothing)."""
         sid, dseq = a.get("stream_id"), a.get("digest_seq")
         where = f"anchor {sid} digest {dseq}"
         bad_sig = check_signature(a, self.keys) if a.keys() == DIGEST_FIELDS else "unreadable"
         if bad_sig:
             self.problem(f"anchor_{bad_sig}", where, "the externally held digest does not verify")
-            return
+            return None
         stored = self.digests.get(sid, {}).get(dseq)  # type: ignore[arg-type]
         if stored is None:
             self.problem("truncated_digests", f"stream {sid} digest {dseq}", "held outside the store, missing in it")
         elif stored[1] != a:
             self.problem("anchor_mismatch", stored[0], "stored digest differs from the one held outside",
                          digest=stored[0])
-        if self._check_claims(a, where, stored=False):
-            self.anchored[sid] = max(self.anchored.get(sid, 0), a["last_seq"])  # type: ignore[index]
+        return where
 
     def check_unanchored(self) -> None:
         for sid, recs in sorted(self.streams.items()):
