@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from gateway.audit import layout
+from gateway.audit.canonical import canonical_bytes
 from gateway.audit.record import Record, RecordBody
 from gateway.audit.store import ObjectStore
 
@@ -133,12 +134,18 @@ class StreamChain:
 
 
 def objects_for(record: Record) -> list[tuple[str, bytes]]:
-    """The objects that store `record`: the record itself, then its session index pointer."""
-    return [
+    """The objects that store `record`: the record itself, its session index pointer, and for a session's first
+    record its catalog entry (so sessions can be listed by start time and subject)."""
+    objects = [
         (layout.record_key(record.stream_id, record.stream_seq), record.to_bytes()),
         (layout.session_index_key(record.session_id, record.session_seq, record.stream_id, record.stream_seq),
          record.hash.encode("ascii")),
     ]
+    if record.session_seq == 1:
+        entry = {"session_id": record.session_id, "subject": record.principal.sub if record.principal else None,
+                 "time": record.time, "hash": record.hash}
+        objects.append((layout.catalog_key(record.time, record.session_id), canonical_bytes(entry)))
+    return objects
 
 
 async def write_record(store: ObjectStore, record: Record) -> None:

@@ -12,6 +12,12 @@ Layout (every name below is relative to the store's root, e.g. the `s3://bucket/
         `sessions/<session>/` yields the session's records in session order (zero padding makes the lexicographic
         order numeric), each naming the stream object that holds it: one prefix list per session.
 
+    catalog/<time:YYYYMMDDTHHMMSSmmmZ>-<session>
+        Session catalog entry, written with a session's first record (`session_seq` 1); its body is canonical JSON
+        ``{"session_id", "subject", "time", "hash"}`` (the first record's principal, time and hash). Listing
+        `catalog/` between two times finds the sessions started in that window (`GET /admin/sessions`); the body
+        lets a subject filter run without fetching records. Not part of any chain: the verifier ignores it.
+
 `<session>` is the session id with every character outside ``[A-Za-z0-9_.-]`` (and a leading ``.``) written as
 ``=XX`` per UTF-8 byte, so ``alice@x:1`` becomes ``alice=40x=3A1``; the mapping is reversible (`decode_segment`).
 Zero padding: 20 digits hold any 64-bit counter; 12 digits hold 10^12 records per session.
@@ -22,6 +28,7 @@ import re
 
 STREAMS = "streams/"
 SESSIONS = "sessions/"
+CATALOG = "catalog/"
 
 _STREAM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _PLAIN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
@@ -29,6 +36,8 @@ _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234567
 _RECORD_KEY = re.compile(r"streams/([A-Za-z0-9][A-Za-z0-9_-]{0,63})/records/(\d{20})\.json")
 _DIGEST_KEY = re.compile(r"streams/([A-Za-z0-9][A-Za-z0-9_-]{0,63})/digests/(\d{20})\.json")
 _INDEX_KEY = re.compile(r"sessions/([^/]+)/(\d{12})-([A-Za-z0-9][A-Za-z0-9_-]{0,63})-(\d{20})")
+_CATALOG_KEY = re.compile(r"catalog/(\d{8}T\d{9}Z)-([^/]+)")
+_RFC3339_MS = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.(\d{3})Z")
 _MAX_SEQ = 10**20 - 1
 _MAX_SESSION_SEQ = 10**12 - 1
 
@@ -135,3 +144,29 @@ def parse_session_index_key(key: str) -> tuple[str, int, str, int] | None:
     if session_seq < 1 or stream_seq < 1:
         return None
     return session_id, session_seq, m.group(3), stream_seq
+
+
+# -- catalog ------------------------------------------------------------------------------------------------------
+def catalog_time(time: str) -> str:
+    """`2026-11-26T10:30:09.123Z` (a record's `time`) → `20261126T103009123Z`, the sortable form in catalog keys."""
+    m = _RFC3339_MS.fullmatch(time)
+    if not m:
+        raise ValueError(f"not an RFC 3339 UTC time with milliseconds: {time!r}")
+    y, mo, d, h, mi, s, ms = m.groups()
+    return f"{y}{mo}{d}T{h}{mi}{s}{ms}Z"
+
+
+def catalog_key(time: str, session_id: str) -> str:
+    """Catalog entry of a session that started at `time` (RFC 3339 with milliseconds)."""
+    return f"{CATALOG}{catalog_time(time)}-{encode_segment(session_id)}"
+
+
+def parse_catalog_key(key: str) -> tuple[str, str] | None:
+    """`(compact time, session_id)` for a catalog key, None otherwise."""
+    m = _CATALOG_KEY.fullmatch(key)
+    if not m:
+        return None
+    try:
+        return m.group(1), decode_segment(m.group(2))
+    except (ValueError, UnicodeDecodeError):
+        return None

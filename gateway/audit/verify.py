@@ -155,6 +155,12 @@ async def verify_store(
         for key in batch:
             c.check_pointer(key, blobs[key], expected)
     c.check_index_complete(set(index_keys), expected)
+    catalog_keys = await list_all(store, layout.CATALOG)
+    for batch in _batches(catalog_keys):
+        blobs = await _fetch(store, batch, concurrency)
+        for key in batch:
+            c.check_catalog(key, blobs[key])
+    c.check_catalog_complete(set(catalog_keys))
 
     c.check_streams()
     c.check_sessions()

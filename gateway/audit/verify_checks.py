@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from gateway.audit import layout
 from gateway.audit.canonical import CanonicalError, _check, decode, encode
+from gateway.audit.chain import objects_for
 from gateway.audit.digest import DIGEST_FIELDS, check_signature
 from gateway.audit.record import Record
 
@@ -78,6 +79,8 @@ class Checker:
         self.sessions: dict[str, dict[int, list[Rec]]] = {}
         self.digests: dict[str, dict[int, tuple[str, dict[str, Any], bool]]] = {}  # (key, digest, trusted)
         self.anchored: dict[str, int] = {}
+        self.catalog: dict[str, bytes] = {}
+        """The catalog entry each session's first record implies (key → bytes)."""
         self.missing: set[tuple[str, int]] = set()
         """(stream_id, seq) of records known to be missing: stream gaps and tails cut below a digest/anchor."""
 
@@ -119,6 +122,9 @@ class Checker:
         if (rec.stream_id, rec.stream_seq) != (sid, seq):
             self.problem("record_misplaced", key, f"claims stream {rec.stream_id} seq {rec.stream_seq}", record=key)
         r = Rec(key, sid, seq, rec.prev, rec.hash, rec.session_id, rec.session_seq, rec.session_prev)
+        if rec.session_seq == 1:
+            for okey, data in objects_for(rec)[2:]:
+                self.catalog[okey] = data
         self.sessions.setdefault(r.session_id, {}).setdefault(r.session_seq, []).append(r)
         return r
 
@@ -183,6 +189,19 @@ class Checker:
     def check_index_complete(self, listed: set[str], expected: dict[str, Rec]) -> None:
         for key in sorted(expected.keys() - listed):
             self.problem("index_missing", key, f"no session index entry for {expected[key].key}")
+
+    def check_catalog(self, key: str, body: bytes | None) -> None:
+        """A catalog entry must be exactly what its session's first record implies (else listing misleads)."""
+        if layout.parse_catalog_key(key) is None:
+            self.problem("unexpected_object", key)
+        elif key not in self.catalog:
+            self.problem("catalog_orphan", key, "catalog entry names no stored first record of a session")
+        elif body != self.catalog[key]:
+            self.problem("catalog_mismatch", key, "catalog entry differs from its session's first record")
+
+    def check_catalog_complete(self, listed: set[str]) -> None:
+        for key in sorted(self.catalog.keys() - listed):
+            self.problem("catalog_missing", key, "a session's first record has no catalog entry (unlisted)")
 
     # -- digests ------------------------------------------------------------------------------------------------
     def check_digest_object(self, key: str, sid: str, dseq: int, raw: bytes | None) -> None:
