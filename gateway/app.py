@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import aiohttp
 import structlog
@@ -13,6 +14,8 @@ from gateway.auth.oidc import OidcVerifier
 from gateway.config import Settings
 from gateway.errors import GatewayError, dialect_for, error_bytes
 from gateway.exchange import Exchange
+from gateway.audit.service import AuditLog
+from gateway.filters.audit import AuditFilter
 from gateway.filters.auth import AuthFilter
 from gateway.filters.base import Filter
 from gateway.filters.masking import MaskingFilter
@@ -35,6 +38,7 @@ VERIFIER = web.AppKey("verifier", OidcVerifier)
 READINESS = web.AppKey("readiness", Readiness)
 ACCESS_LOG = web.AppKey("access_log", AccessLog)
 POLICY_STORE = web.AppKey("policy_store", PolicyStore)
+AUDIT = web.AppKey("audit", AuditLog)
 
 log = structlog.get_logger("gateway.app")
 
@@ -51,9 +55,15 @@ def build_app(settings: Settings) -> web.Application:
     readiness.add("idp", lambda: (verifier.ready, verifier.status()))
     filters: list[Filter] = [AuthFilter(verifier)]
     store = build_policy(settings, metrics)
+    audit = build_audit(settings)
+    if audit is not None:
+        app[AUDIT] = audit
+        readiness.add("audit", audit.status)
+    else:
+        log.warning("no_audit", detail="audit.store is not set: exchanges are not recorded")
     if store is not None:
         app[POLICY_STORE] = store
-        filters += policy_filters(settings, store)
+        filters += policy_filters(settings, store, audit)
         readiness.add("policy", lambda: (True, store.status()))  # a stale policy still serves the last good one
     else:
         log.warning("no_policy", detail="policies.path is not set: requests are forwarded without policy or masking")
@@ -85,9 +95,14 @@ async def _lifecycle(app: web.Application):
     store = app.get(POLICY_STORE)
     if store is not None and app[SETTINGS].policies.reload_s > 0:
         store.start()
+    audit = app.get(AUDIT)
+    if audit is not None:
+        await audit.start()  # AuditStartupError: the process refuses to start
     yield
     if store is not None:
         await store.stop()
+    if audit is not None:
+        await audit.stop()
     await app[VERIFIER].close()
     await idp_session.close()
     await app[FORWARDER].close()
@@ -114,7 +129,17 @@ def build_policy(settings: Settings, metrics: Metrics) -> PolicyStore | None:
     return store
 
 
-def policy_filters(settings: Settings, store: PolicyStore) -> list[Filter]:
+def build_audit(settings: Settings) -> AuditLog | None:
+    if not settings.audit.store:
+        return None
+    spool_dir = settings.audit.spool_dir
+    worker = os.environ.get("GATEWAY_WORKER_INDEX")
+    if worker is not None:  # `serve --workers N`: one writer stream, and so one spool, per process
+        spool_dir = os.path.join(spool_dir, f"worker-{int(worker)}")
+    return AuditLog(settings.audit, spool_dir=spool_dir)
+
+
+def policy_filters(settings: Settings, store: PolicyStore, audit: AuditLog | None = None) -> list[Filter]:
     key = settings.masking.hmac_key
     maskers = PolicyMaskers(
         hmac_key=key.get_secret_value().encode() if key else None,
@@ -133,7 +158,32 @@ def policy_filters(settings: Settings, store: PolicyStore) -> list[Filter]:
         policy = ex.annotations[POLICY]
         return ExchangeMaskers(maskers, policy), policy.masking.response
 
-    return [PolicyFilter(store, mask_text), MaskingFilter(engine_for)]
+    filters: list[Filter] = [PolicyFilter(store, mask_text)]
+    if audit is not None:
+        filters.append(audit_filter(store, maskers, audit))
+    return filters + [MaskingFilter(engine_for)]
+
+
+def audit_filter(store: PolicyStore, maskers: PolicyMaskers, audit: AuditLog) -> AuditFilter:
+    """What is logged is masked with the policy's response and request detectors (the contract: masking
+    "always applies to what is logged"), by the policy version that decided the exchange."""
+
+    def logged_names(policy: Policy) -> frozenset[str]:
+        return frozenset(policy.masking.response) | frozenset(policy.masking.request)
+
+    def policy_of(ex: Exchange) -> Policy:
+        return ex.annotations.get(POLICY) or store.policy  # refused before the policy filter ran: the current one
+
+    def mask_for_log(ex: Exchange, text: str):
+        policy = policy_of(ex)
+        return maskers.masker(policy, logged_names(policy)).mask_text(text)
+
+    def log_stream(ex: Exchange):
+        policy = policy_of(ex)
+        return maskers.masker(policy, logged_names(policy)).stream(
+            max_hold_chars=maskers.max_hold_chars, max_hold_s=maskers.max_hold_s)
+
+    return AuditFilter(audit, mask_for_log, log_stream)
 
 
 def _dispatch(proxy: ProxyHandler):

@@ -22,12 +22,16 @@ def _serve(args: argparse.Namespace) -> int:
         return serve_workers(args.config, workers)
     configure_logging(settings.logging.level)
     from gateway.app import PolicyStartupError
+    from gateway.audit.service import AuditStartupError
     from gateway.server import serve
 
     try:
         serve(settings, reuse_port=args.worker)
     except PolicyStartupError as exc:
         print(f"gateway: refusing to start: invalid policy:\n{exc}", file=sys.stderr)
+        return 2
+    except AuditStartupError as exc:
+        print(f"gateway: refusing to start: {exc}", file=sys.stderr)
         return 2
     return 0
 

@@ -124,6 +124,51 @@ class AdminSettings(_Section):
     admin_groups: list[str] = Field(default_factory=list)
 
 
+class S3Settings(_Section):
+    endpoint_url: str | None = None
+    """S3 API endpoint (SeaweedFS, MinIO, ...); None = AWS."""
+    region: str | None = None
+    access_key_id: str | None = None
+    """Explicit credentials; when unset boto3's standard chain applies (env, files, instance roles)."""
+    secret_access_key: SecretStr | None = None
+    addressing_style: Literal["auto", "path", "virtual"] = "path"
+
+
+class AuditSettings(_Section):
+    store: str | None = None
+    """`file://<dir>` or `s3://bucket/prefix`. None: no audit log (start-up warns). Needs `policies.path`: the log
+    holds masked text only, and the policy says what to mask."""
+    s3: S3Settings = Field(default_factory=S3Settings)
+    spool_dir: str = "./var/spool"
+    """Local spool (records are durable here before the store has them). Each process takes its own
+    subdirectory lock; `--workers N` use `<spool_dir>/worker-<i>`."""
+    spool_max_bytes: int = Field(1 << 30, ge=1 << 16)
+    """Backlog the spool absorbs while the store is down; beyond it new requests get 503 audit_unavailable."""
+    durability: Literal["strict", "relaxed"] = "strict"
+    """strict: a request is spooled (fsynced) before it is forwarded, its response before the final byte.
+    relaxed: records are spooled in the background (a crash may lose the last few)."""
+    signing_key: str = "./var/audit-signing-key.pem"
+    """Ed25519 private key (PKCS#8 PEM) that signs digests; created with a `.pub` beside it on first start."""
+    digest_interval_s: float = Field(60.0, gt=0, le=60)
+    """Each stream signs a digest at least this often (and at shutdown)."""
+    anchor_store: str | None = None
+    """Optional second store (`file://` / `s3://`, same S3 settings) that receives a copy of every digest, so a
+    truncated tail in the main store is detectable."""
+    upload_batch: int = Field(64, ge=1, le=10000)
+    upload_concurrency: int = Field(16, ge=1, le=256)
+    journal_interval_s: float = Field(0.25, gt=0)
+    """strict only: how often a streaming response's chunks so far are journaled (kept if the process dies)."""
+    shutdown_drain_s: float = Field(10.0, ge=0)
+    """On shutdown, how long the uploader may keep shipping the spool (the rest ships at next start)."""
+
+    @field_validator("store", "anchor_store")
+    @classmethod
+    def _store_uri(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("file://", "s3://")):
+            raise ValueError("must be a file://<dir> or s3://bucket/prefix URI")
+        return v
+
+
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = True
@@ -136,7 +181,15 @@ class Settings(_Section):
     policies: PoliciesSettings = Field(default_factory=PoliciesSettings)
     masking: MaskingSettings = Field(default_factory=MaskingSettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @model_validator(mode="after")
+    def _audit_needs_policy(self) -> "Settings":
+        if self.audit.store and not self.policies.path:
+            raise ValueError("audit.store needs policies.path: the audit log stores masked text only, and the "
+                             "policy's masking section says what to mask")
+        return self
 
 
 class ConfigError(Exception):

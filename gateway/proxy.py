@@ -120,7 +120,7 @@ class ProxyHandler:
         if ex.decision == "allow":
             ex.decision = "error"
         if response is None or not response.prepared:
-            return self._local_reply(ex, err)
+            return await self._local_reply(ex, err)
         await self._end_broken_stream(request, ex, err, response)
         return response
 
@@ -145,6 +145,7 @@ class ProxyHandler:
         self, request: web.Request, ex: Exchange, upstream: aiohttp.ClientResponse, response: web.StreamResponse
     ) -> None:
         transform = self.chain.body_transform(ex)
+        recording = self.chain.records_output
         streaming = ex.response_content_type == "text/event-stream"
         if streaming:
             self.metrics.active_streams.inc()
@@ -155,9 +156,16 @@ class ProxyHandler:
                     if not response.prepared:
                         await response.prepare(request)
                         ex.mark("first_byte")
+                    if recording:
+                        self.chain.run_output(ex, out)
                     await response.write(out)
                     ex.bytes_out += len(out)
             tail = transform.feed(b"", True)
+            if recording:
+                if tail:
+                    self.chain.run_output(ex, tail)
+                # strict audit: the record of everything sent is durable before the response can complete
+                await self.chain.run_finish(ex)
             if not response.prepared:
                 await response.prepare(request)
                 ex.mark("first_byte")
@@ -174,8 +182,15 @@ class ProxyHandler:
     ) -> None:
         """Headers already went out: tell an SSE client in-band; cut anything else so it can't look complete."""
         if ex.response_content_type == "text/event-stream":
+            data = sse_error_bytes(err, ex.dialect)
+            if self.chain.records_output:
+                self.chain.run_output(ex, data)
+                try:
+                    await self.chain.run_finish(ex)
+                except GatewayError:
+                    pass  # already failing: the stream ends with this error event either way
             try:
-                await response.write(sse_error_bytes(err, ex.dialect))
+                await response.write(data)
                 await response.write_eof()
                 return
             except ConnectionResetError:
@@ -183,8 +198,17 @@ class ProxyHandler:
         if request.transport is not None:
             request.transport.abort()
 
-    def _local_reply(self, ex: Exchange, err: GatewayError) -> web.Response:
+    async def _local_reply(self, ex: Exchange, err: GatewayError) -> web.Response:
         ex.response_status = err.status
+        if self.chain.records_output:
+            ex.response_content_type = "application/json"
+            self.chain.run_output(ex, error_bytes(err, ex.dialect))
+            try:
+                await self.chain.run_finish(ex)
+            except GatewayError as audit_err:
+                # the refusal could not be recorded: say so instead (fail closed; this reply is not recorded)
+                err = ex.error = audit_err
+                ex.response_status = err.status
         headers = {
             **err.headers,
             "X-Gateway-Request-Id": ex.request_id,

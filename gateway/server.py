@@ -107,7 +107,7 @@ def serve_workers(config_path: str | None, workers: int) -> int:
     cmd = [sys.executable, "-m", "gateway.cli", "serve", "--worker"]
     if config_path:
         cmd += ["--config", config_path]
-    children = [subprocess.Popen(cmd) for _ in range(workers)]
+    children = [subprocess.Popen(cmd, env={**os.environ, "GATEWAY_WORKER_INDEX": str(i)}) for i in range(workers)]
 
     def relay(signum, _frame):
         for child in children:

@@ -134,28 +134,38 @@ class DigestWriter:
         self.latest: dict[str, Any] | None = None
         """The latest published digest (hand it to an external anchor)."""
 
-    def build(self, touched: dict[str, tuple[int, str]]) -> dict[str, Any]:
+    def build(self, touched: dict[str, tuple[int, str]], last_seq: int | None = None,
+              last_hash: str | None = None) -> dict[str, Any]:
+        if last_seq is None:
+            last_seq, last_hash = self.chain.last_seq, self.chain.last_hash
         return sign_digest({
             "v": 1,
             "stream_id": self.chain.stream_id,
             "digest_seq": self.digest_seq + 1,
-            "last_seq": self.chain.last_seq,
-            "last_hash": self.chain.last_hash,
+            "last_seq": last_seq,
+            "last_hash": last_hash,
             "sessions_touched": {sid: [seq, h] for sid, (seq, h) in touched.items()},
             "prev_digest_signature": self.last_signature,
             "created_at": utc_now(),
         }, self.key)
 
-    async def publish(self, store: ObjectStore) -> dict[str, Any]:
-        """Sign the stream's current position and store it. Records up to `last_seq` must already be stored.
-        On failure the touched sessions are kept for the next attempt."""
-        touched = self.chain.take_touched()
-        digest = self.build(touched)
+    def snapshot(self) -> tuple[int, str | None, dict[str, tuple[int, str]]]:
+        """The stream's position and the sessions touched up to it (and reset those), taken in one step so a
+        digest published later — once those records are stored — names exactly them."""
+        return self.chain.last_seq, self.chain.last_hash, self.chain.take_touched()
+
+    async def publish(self, store: ObjectStore,
+                      snapshot: tuple[int, str | None, dict[str, tuple[int, str]]] | None = None) -> dict[str, Any]:
+        """Sign the stream's position (now, or `snapshot`) and store it. Records up to that `last_seq` must already
+        be stored. On failure the touched sessions are kept for the next attempt."""
+        last_seq, last_hash, touched = snapshot if snapshot is not None else self.snapshot()
+        digest = self.build(touched, last_seq, last_hash)
         try:
             await store.put_if_absent(layout.digest_key(digest["stream_id"], digest["digest_seq"]),
                                       canonical_bytes(digest))
         except BaseException:
-            self.chain.touched = {**touched, **self.chain.touched}
+            for sid, head in touched.items():  # a newer head of the same session wins
+                self.chain.touched.setdefault(sid, head)
             raise
         self.digest_seq, self.last_signature, self.latest = digest["digest_seq"], digest["signature"], digest
         return digest

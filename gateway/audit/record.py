@@ -177,6 +177,8 @@ def hash_of(fields: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_bytes(fields)).hexdigest()
 
 
-def utc_now() -> str:
-    """RFC 3339 UTC timestamp with milliseconds, the format of `time` and digest `created_at`."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def utc_now(epoch: float | None = None) -> str:
+    """RFC 3339 UTC timestamp with milliseconds (now, or at `epoch`), the format of `time` and digest
+    `created_at`."""
+    moment = datetime.now(UTC) if epoch is None else datetime.fromtimestamp(epoch, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

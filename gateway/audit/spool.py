@@ -168,20 +168,30 @@ class Spool:
         """Unacknowledged entries on disk."""
         return self.last_seq - self.acked
 
-    async def append(self, objects: list[tuple[str, bytes]]) -> int:
+    def has_room(self) -> bool:
+        """False once the backlog has reached `max_bytes` (admission control for new work)."""
+        return self.size_bytes + self._queued_bytes < self.max_bytes
+
+    async def append(self, objects: list[tuple[str, bytes]], *, force: bool = False) -> int:
         """Spool one entry; returns its seq once it is fsynced. Raises `SpoolFull` (nothing written) when the
-        entry does not fit in `max_bytes`, ValueError on a bad key."""
+        entry does not fit in `max_bytes` — unless `force`, for the record of work already admitted (so the spool
+        may exceed `max_bytes` by what was in flight when it filled) — and ValueError on a bad key."""
+        return await asyncio.shield(self.enqueue(objects, force=force))  # a cancelled caller must not cancel others
+
+    def enqueue(self, objects: list[tuple[str, bytes]], *, force: bool = False) -> asyncio.Future[int]:
+        """`append` without waiting: the entry is queued now (entries are written in the order of these calls);
+        the future resolves to its seq once fsynced. Same errors as `append`, raised here."""
         if self._pool is None:
             raise RuntimeError("spool is closed")
         payload = _payload(objects)  # seq (in the header) is assigned by the writer thread
-        if self.size_bytes + self._queued_bytes + _HEAD.size + len(payload) > self.max_bytes:
+        if not force and self.size_bytes + self._queued_bytes + _HEAD.size + len(payload) > self.max_bytes:
             raise SpoolFull(f"audit spool full ({self.max_bytes} bytes)")
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._queue.append((payload, fut))
         self._queued_bytes += _HEAD.size + len(payload)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_loop())
-        return await asyncio.shield(fut)  # a cancelled caller must not cancel the others' commit
+        return fut
 
     async def _flush_loop(self) -> None:
         loop = asyncio.get_running_loop()

@@ -50,6 +50,8 @@ class Filter:
     name: str = "filter"
     inspects_response: bool = False
     """Set True to receive ``on_response_events``; response bodies are then parsed by the dialect codec."""
+    records_output: bool = False
+    """Set True to receive ``on_output`` and ``on_finish`` (the audit recorder)."""
 
     async def on_request(self, ex: Exchange) -> Verdict:
         """Request phase, before forwarding. ``ex.request_headers`` and the body may still change."""
@@ -65,6 +67,15 @@ class Filter:
         :class:`StreamTerminated` to end the stream with an error event.
         """
         return events
+
+    def on_output(self, ex: Exchange, data: bytes) -> None:
+        """Body bytes about to be written to the client, after every transform: response chunks, an in-band
+        error event, or a local reply's error body. Exactly what the client receives, in order."""
+
+    async def on_finish(self, ex: Exchange) -> None:
+        """Everything the client will receive has passed ``on_output``; the response's end (its final bytes and
+        end of body) is not written yet. Raise GatewayError to stop it from completing normally (the client then
+        gets that error instead of a reply, or a cut stream)."""
 
     def on_complete(self, ex: Exchange) -> None:
         """The exchange is over (response sent, error sent, or client gone). Runs before the access log."""

@@ -25,6 +25,7 @@ class FilterChain:
         self.filters: tuple[Filter, ...] = tuple(filters)
         self._reversed = tuple(reversed(self.filters))
         self._inspecting = tuple(f for f in self._reversed if f.inspects_response)
+        self._recording = tuple(f for f in self._reversed if f.records_output)
 
     @property
     def names(self) -> list[str]:
@@ -62,6 +63,19 @@ class FilterChain:
         if not self._inspecting:
             return PassThrough()
         return EventTransform(ex, codec_for(ex.path.split("?", 1)[0], ex.response_content_type), self._inspecting)
+
+    @property
+    def records_output(self) -> bool:
+        return bool(self._recording)
+
+    def run_output(self, ex: Exchange, data: bytes) -> None:
+        for flt in self._recording:
+            flt.on_output(ex, data)
+
+    async def run_finish(self, ex: Exchange) -> None:
+        """Before the response ends: recording filters make what was sent durable (may raise GatewayError)."""
+        for flt in self._recording:
+            await flt.on_finish(ex)
 
     def run_complete(self, ex: Exchange) -> None:
         for flt in self._reversed:

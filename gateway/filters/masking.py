@@ -98,14 +98,8 @@ class MaskingFilter(Filter):
         state: _State | None = ex.annotations.get("_masking")
         if state is None:
             return
-        counts = dict(state.oneshot_counts)
-        for stream in state.streams.values():
-            for name, n in state.engine.counts(stream.masker).items():
-                counts[name] = counts.get(name, 0) + n
+        ex.annotations["masking_counts"] = masking_counts(ex)
         ex.annotations.pop("_masking", None)
-        ex.annotations["masking_counts"] = counts
-        if state.flagged:
-            ex.annotations["flagged_rules"] = state.flagged
 
     # -- the work --------------------------------------------------------------------------------------------
     def _state(self, ex: Exchange) -> _State:
@@ -205,6 +199,7 @@ class MaskingFilter(Filter):
             if rule.name in state.flagged or not rule.fires(channel, text, found):
                 continue
             state.flagged.append(rule.name)
+            ex.annotations["flagged_rules"] = state.flagged
             log.info("response_rule_fired", rule=rule.name, action=rule.action, request_id=ex.request_id)
             if rule.action == "terminate":
                 ex.decision = "terminated"
@@ -236,3 +231,15 @@ def _before_terminal(events: list[Event], tail: list[Event]) -> list[Event]:
     while cut > 0 and not events[cut - 1].deltas:
         cut -= 1
     return events[:cut] + tail + events[cut:]
+
+
+def masking_counts(ex: Exchange) -> dict[str, int]:
+    """Matches masked so far in the exchange's response, per detector (final once the response is over)."""
+    state: _State | None = ex.annotations.get("_masking")
+    if state is None:
+        return dict(ex.annotations.get("masking_counts") or {})
+    counts = dict(state.oneshot_counts)
+    for stream in state.streams.values():
+        for name, n in state.engine.counts(stream.masker).items():
+            counts[name] = counts.get(name, 0) + n
+    return counts

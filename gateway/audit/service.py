@@ -1,0 +1,351 @@
+"""The audit log as the running gateway uses it: one writer stream per process, spooled, shipped, digested.
+
+Path of a record: the audit filter builds a `RecordBody` (masked only) → `commit` seals it into this process's
+stream (`StreamChain`: stream and session links, hash) → the record spool (fsync, group commit) → the uploader
+ships it to the store → every `digest_interval_s` a signed digest names the stream's position, published only once
+every record it covers is stored (and copied to the anchor store, if one is configured).
+
+Durability (`audit.durability`):
+- strict: `begin` journals the request part (fsynced) before the request is forwarded; `commit` waits for the
+  record's fsync before the response may end; streaming chunks are journaled as they go, so a crash keeps them.
+- relaxed: `commit` queues the record and returns; nothing waits for the disk.
+
+Fail closed: once the spool's backlog reaches `spool_max_bytes` (the store has been down that long) `admit`
+refuses new exchanges with 503 `audit_unavailable`; records of exchanges already admitted are still taken.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import time
+from typing import Any
+
+import structlog
+
+from gateway.audit import layout
+from gateway.audit.canonical import canonical_bytes
+from gateway.audit.chain import MemorySessionHeads, SessionHeads, StreamChain, objects_for, store_head_loader
+from gateway.audit.digest import DigestWriter, key_id, load_or_generate_private_key, public_key_pem
+from gateway.audit.journal import Journal, OpenExchange
+from gateway.audit.record import MaskedEvent, Record, RecordBody
+from gateway.audit.spool import Spool, SpoolFull
+from gateway.audit.store import ObjectStore, store_from_uri
+from gateway.audit.uploader import Uploader
+from gateway.config import AuditSettings
+from gateway.errors import GatewayError
+
+log = structlog.get_logger("gateway.audit")
+
+
+def audit_unavailable(why: str) -> GatewayError:
+    return GatewayError(503, "audit_unavailable",
+                        f"The gateway cannot record this request right now ({why}), so it was not forwarded. "
+                        "Retry later.", headers={"Retry-After": "5"})
+
+
+class AuditStartupError(Exception):
+    """The audit log cannot start (store unreachable or without conditional writes, spool locked, bad key)."""
+
+
+def store_options(settings: AuditSettings, uri: str) -> dict[str, Any]:
+    if not uri.startswith("s3://"):
+        return {}
+    s3 = settings.s3
+    return {"endpoint_url": s3.endpoint_url, "region": s3.region, "access_key": s3.access_key_id,
+            "secret_key": s3.secret_access_key.get_secret_value() if s3.secret_access_key else None,
+            "addressing_style": s3.addressing_style}
+
+
+class AuditLog:
+    def __init__(self, settings: AuditSettings, *, spool_dir: str | None = None,
+                 heads: SessionHeads | None = None, store: ObjectStore | None = None) -> None:
+        self.settings = settings
+        self.strict = settings.durability == "strict"
+        self.spool_dir = os.path.abspath(spool_dir or settings.spool_dir)
+        self._heads = heads
+        self.store: ObjectStore | None = store
+        self.anchor: ObjectStore | None = None
+        self.spool: Spool | None = None
+        self.journal: Journal | None = None
+        self.uploader: Uploader | None = None
+        self.chain: StreamChain | None = None
+        self.digests: DigestWriter | None = None
+        self._lock_fd: int | None = None
+        self._last_entry: asyncio.Future[int] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._digest_task: asyncio.Task[None] | None = None
+        self._digest_lock = asyncio.Lock()
+        self.recovered = 0
+        """Exchanges a previous process left open, sealed as `incomplete` records at start-up."""
+
+    # -- lifecycle ----------------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open everything, prove the store is append-only, finish what a crash left, start shipping."""
+        s = self.settings
+        try:
+            self._take_lock()
+            key = load_or_generate_private_key(s.signing_key)
+            self._write_public_key(key)
+            if self.store is None:
+                self.store = store_from_uri(s.store or "", **store_options(s, s.store or ""))
+            if s.anchor_store:
+                self.anchor = store_from_uri(s.anchor_store, **store_options(s, s.anchor_store))
+            for store in (self.store, self.anchor):
+                probe = getattr(store, "probe_conditional_writes", None)
+                if probe is not None:
+                    await probe()
+            self.spool = Spool(os.path.join(self.spool_dir, "records"), max_bytes=s.spool_max_bytes)
+            if self.strict:
+                self.journal = Journal(os.path.join(self.spool_dir, "journal"), max_bytes=s.spool_max_bytes)
+        except AuditStartupError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every start-up failure becomes one clear message
+            raise AuditStartupError(f"audit log cannot start: {type(exc).__name__}: {exc}") from exc
+        heads = self._heads or MemorySessionHeads(recover=store_head_loader(self.store))
+        self.chain = StreamChain(heads)
+        self.digests = DigestWriter(self.chain, key)
+        self.uploader = Uploader(self.spool, self.store, batch=s.upload_batch, concurrency=s.upload_concurrency)
+        self.uploader.start()  # ships first whatever a previous process left in the spool
+        if self.journal is not None:
+            await self._recover(self.journal.recover())
+        self._digest_task = asyncio.create_task(self._digest_loop(), name="audit-digests")
+        log.info("audit_started", stream_id=self.chain.stream_id, durability=self.settings.durability,
+                 public_key_id=key_id(key.public_key()), recovered=self.recovered)
+
+    async def stop(self) -> None:
+        """Finish pending records, ship what the drain time allows, sign a last digest, release everything."""
+        if self._digest_task is not None:
+            self._digest_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._digest_task
+        for task in list(self._tasks):
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await task
+        if self.uploader is not None:
+            drained = await self.uploader.drain(self.settings.shutdown_drain_s)
+            if drained:
+                with contextlib.suppress(Exception):
+                    await self.publish_digest(wait_s=1.0)
+            else:
+                log.warning("audit_spool_not_drained", backlog=self.spool.entries if self.spool else None,
+                            detail="the rest ships at next start")
+            await self.uploader.stop()
+        if self.journal is not None:
+            await self.journal.close()
+        if self.spool is not None:
+            await self.spool.close()
+        for store in (self.store, self.anchor):
+            if store is not None:
+                await store.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _take_lock(self) -> None:
+        """One process per spool directory: two writers would interleave frames."""
+        os.makedirs(self.spool_dir, exist_ok=True)
+        fd = os.open(os.path.join(self.spool_dir, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise AuditStartupError(f"audit spool {self.spool_dir} is in use by another gateway process; give each "
+                                    "process its own audit.spool_dir") from None
+        self._lock_fd = fd
+
+    def _write_public_key(self, key: Any) -> None:
+        path = self.settings.signing_key + ".pub"
+        pem = public_key_pem(key.public_key())
+        with contextlib.suppress(OSError):
+            with open(path, "rb") as f:
+                if f.read() == pem:
+                    return
+        with open(path, "wb") as f:
+            f.write(pem)
+
+    @property
+    def public_key(self) -> Any:
+        return self.digests.key.public_key() if self.digests else None
+
+    # -- the request path ---------------------------------------------------------------------------------------
+    def admit(self) -> None:
+        """Raise 503 audit_unavailable when the spool is full (the store has been unreachable too long)."""
+        if self.spool is None or not self.spool.has_room():
+            raise audit_unavailable("the audit spool is full while the audit store is unreachable")
+
+    async def begin(self, request_id: str, fields: dict[str, Any]) -> None:
+        """strict: the request part is fsynced before this returns (relaxed: nothing to do)."""
+        if self.journal is None:
+            return
+        try:
+            await self.journal.begin(request_id, fields)
+        except SpoolFull:
+            raise audit_unavailable("the audit journal is full") from None
+        except OSError as exc:
+            log.error("audit_journal_failed", error=type(exc).__name__)
+            raise audit_unavailable("the audit journal cannot be written") from None
+
+    def progress(self, request_id: str, events: list[MaskedEvent], response: dict[str, Any]) -> None:
+        if self.journal is not None:
+            self.journal.progress(request_id, list(events), response)
+
+    async def commit(self, body: RecordBody, *, admitted: bool = True) -> Record:
+        """Seal `body` into the stream and spool it; strict waits for the fsync. Raises 503 audit_unavailable."""
+        if self.chain is None or self.spool is None:
+            raise audit_unavailable("the audit log is not running")
+        if not admitted:
+            self.admit()
+        try:
+            record = await self.chain.append(body)
+        except Exception as exc:  # noqa: BLE001 - shared session heads (Redis) unreachable, ...
+            log.error("audit_chain_failed", error=type(exc).__name__)
+            raise audit_unavailable("the session chain cannot be advanced") from None
+        # no await between sealing and queueing: spool order == stream order, and a digest snapshot taken
+        # between two steps always finds every record it names already queued
+        fut = self.spool.enqueue(objects_for(record), force=True)
+        self._last_entry = fut
+        if self.journal is not None and body.request_id:
+            fut.add_done_callback(lambda f, rid=body.request_id: self._closed(rid, f))
+        if not self.strict:
+            fut.add_done_callback(_log_failure)
+            return record
+        try:
+            await asyncio.shield(fut)
+        except OSError as exc:
+            log.error("audit_spool_failed", error=type(exc).__name__)
+            raise audit_unavailable("the audit spool cannot be written") from None
+        return record
+
+    def _closed(self, request_id: str, fut: asyncio.Future[int]) -> None:
+        if not fut.cancelled() and fut.exception() is None and self.journal is not None:
+            self.journal.end(request_id)
+
+    def commit_later(self, body: RecordBody) -> None:
+        """For exchanges cut short (client gone): seal and spool in the background; `stop` waits for these."""
+        task = asyncio.ensure_future(self.commit(body))
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("audit_record_lost", error=type(task.exception()).__name__)
+
+    async def record_event(self, body: RecordBody) -> Record:
+        """A system record (approval decision, revocation, admin call): always strict, always admitted-checked."""
+        if self.chain is None or self.spool is None:
+            raise audit_unavailable("the audit log is not running")
+        self.admit()
+        record = await self.chain.append(body)
+        fut = self.spool.enqueue(objects_for(record), force=True)
+        self._last_entry = fut
+        try:
+            await asyncio.shield(fut)
+        except OSError:
+            raise audit_unavailable("the audit spool cannot be written") from None
+        return record
+
+    # -- recovery -----------------------------------------------------------------------------------------------
+    async def _recover(self, open_exchanges: list[OpenExchange]) -> None:
+        """Seal a record for every exchange a previous process left open (its stream ended mid-flight)."""
+        for ox in open_exchanges:
+            if await self._already_recorded(ox):
+                continue
+            fields = dict(ox.begin)
+            fields.update(ox.response)
+            fields["masked_response"] = ox.events
+            detail = dict(fields.get("detail") or {})
+            detail["incomplete"] = ("the gateway process stopped before this exchange finished; the response "
+                                    "holds what was journaled")
+            fields["detail"] = detail
+            try:
+                body = RecordBody.model_validate(fields)
+                await self.commit(body)
+            except Exception as exc:  # noqa: BLE001 - one bad entry must not block start-up
+                log.error("audit_recovery_failed", request_id=ox.request_id, error=type(exc).__name__)
+                continue
+            self.recovered += 1
+        await self.journal.forget_recovered()
+
+    async def _already_recorded(self, ox: OpenExchange) -> bool:
+        """Crashing between spooling a record and closing its journal entry leaves both: look for the record."""
+        record_id = ox.begin.get("record_id")
+        for entry in self.spool.pending():
+            for key, data in entry.objects:
+                if layout.parse_record_key(key) and f'"record_id":"{record_id}"'.encode() in data:
+                    return True
+        session = ox.begin.get("session_id")
+        if not session:
+            return False
+        keys = await self.store.list(layout.session_prefix(session), limit=100_000)
+        for key in keys[-8:]:  # the open exchange was one of the session's latest records, if it was stored
+            parsed = layout.parse_session_index_key(key)
+            if parsed is None:
+                continue
+            raw = await self.store.get(layout.record_key(parsed[2], parsed[3]))
+            if raw is not None and f'"record_id":"{record_id}"'.encode() in raw:
+                return True
+        return False
+
+    # -- digests ------------------------------------------------------------------------------------------------
+    async def _digest_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.digest_interval_s)
+            try:
+                await self.publish_digest(wait_s=self.settings.digest_interval_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - retried at the next interval; touched sessions are kept
+                log.warning("audit_digest_failed", error=f"{type(exc).__name__}: {exc}")
+
+    async def publish_digest(self, *, wait_s: float = 60.0) -> dict[str, Any] | None:
+        """Sign the stream's current position once every record up to it is stored; None if that took too long
+        (the sessions it would have named go into the next digest)."""
+        async with self._digest_lock:
+            snap = self.digests.snapshot()
+            entry = self._last_entry
+            deadline = time.monotonic() + wait_s
+            if entry is not None:
+                try:
+                    seq = await asyncio.wait_for(asyncio.shield(entry), wait_s)
+                except (asyncio.TimeoutError, OSError):
+                    seq = None
+                while seq is not None and self.spool.acked < seq and time.monotonic() < deadline:
+                    self.uploader.wake()
+                    await asyncio.sleep(0.05)
+                if seq is None or self.spool.acked < seq:
+                    for sid, head in snap[2].items():
+                        self.chain.touched.setdefault(sid, head)
+                    log.warning("audit_digest_deferred", detail="records not stored yet (store unreachable?)")
+                    return None
+            digest = await self.digests.publish(self.store, snap)
+        if self.anchor is not None:
+            try:
+                await self.anchor.put_if_absent(layout.digest_key(digest["stream_id"], digest["digest_seq"]),
+                                                canonical_bytes(digest))
+            except Exception as exc:  # noqa: BLE001 - the main log is intact; the anchor catches up next time
+                log.warning("audit_anchor_failed", error=type(exc).__name__)
+        return digest
+
+    def latest_digests(self) -> list[dict[str, Any]]:
+        return [self.digests.latest] if self.digests and self.digests.latest else []
+
+    def status(self) -> tuple[bool, dict[str, Any]]:
+        """(ready, detail) for /readyz: ready while new exchanges can be admitted."""
+        if self.spool is None or self.uploader is None:
+            return False, {"running": False}
+        up = self.uploader.status()
+        return self.spool.has_room(), {
+            "stream_id": self.chain.stream_id if self.chain else None,
+            "durability": self.settings.durability,
+            "backlog_entries": up["backlog_entries"], "backlog_bytes": up["backlog_bytes"],
+            "last_error": up["last_error"], "conflict_key": up["conflict_key"],
+            "last_digest_seq": self.digests.digest_seq if self.digests else 0,
+        }
+
+
+def _log_failure(fut: asyncio.Future[int]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.error("audit_record_lost", error=type(fut.exception()).__name__)
