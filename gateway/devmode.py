@@ -15,6 +15,8 @@ from gateway.config import Settings
 
 REQUESTER = ("alice", ("engineers",))
 APPROVER = ("bob", ("sre-approvers",))
+INVESTIGATOR = ("ivy", ("investigators",))
+VAR = Path("var")
 TOKEN_TTL_S = 12 * 3600
 
 
@@ -33,7 +35,10 @@ def dev_settings(host: str, port: int, issuer_url: str, backend_url: str, polici
             "upstream": {"url": backend_url},
             "auth": {"issuer": issuer_url, "audience": ["reasoning-gateway"], "groups_claim": "groups"},
             "policies": {"path": str(policies) if policies else None, "reload_s": 1.0},
-            "admin": {"approver_groups": list(APPROVER[1])},
+            "admin": {"approver_groups": list(APPROVER[1]), "investigator_groups": list(INVESTIGATOR[1])},
+            # a file-backed audit log under ./var/ (needs the policy: the log holds masked text only)
+            "audit": {"store": f"file://{VAR / 'audit'}", "spool_dir": str(VAR / "spool"),
+                      "signing_key": str(VAR / "audit-signing-key.pem")} if policies else {},
         }
     )
 
@@ -91,7 +96,9 @@ async def _start(host: str, port: int):
     approver = issuer.mint(APPROVER[0], APPROVER[1], ttl_s=TOKEN_TTL_S)
     print(banner(url, requester, approver, issuer.url), flush=True)
     if policies:
-        print(f"  Policies: {policies.resolve()} (edit them; changes apply within a second)\n", flush=True)
+        print(f"  Policies: {policies.resolve()} (edit them; changes apply within a second)", flush=True)
+        print(f"  Audit log: {VAR.resolve() / 'audit'} (replay: gateway replay --store file://{VAR / 'audit'} "
+              "<session id>; verify: gateway audit verify --store file://var/audit)\n", flush=True)
     else:
         print("  No policies/ directory found: masking is OFF. Run from the repository checkout.\n", flush=True)
 

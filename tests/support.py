@@ -24,11 +24,12 @@ def free_port() -> int:
 class Proc:
     """A child process whose output goes to a log file; stopped by pid when the test is done."""
 
-    def __init__(self, args: list[str], *, env: dict[str, str] | None = None, name: str = "proc") -> None:
+    def __init__(self, args: list[str], *, env: dict[str, str] | None = None, name: str = "proc",
+                 cwd: str | None = None) -> None:
         self.log_path = Path(tempfile.mkstemp(prefix=f"{name}-", suffix=".log")[1])
         self._log = open(self.log_path, "wb")
         self.popen = subprocess.Popen(
-            args, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+            args, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=cwd
         )
         self.name = name
 

@@ -86,6 +86,7 @@ class AuditLog:
         s = self.settings
         try:
             self._take_lock()
+            os.makedirs(os.path.dirname(os.path.abspath(s.signing_key)), exist_ok=True)
             key = load_or_generate_private_key(s.signing_key)
             self._write_public_key(key)
             if self.store is None:
