@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -45,15 +46,27 @@ HeadLoader = Callable[[str], Awaitable["Head | None"]]
 
 class MemorySessionHeads:
     """Heads in a dict, for one process. With `recover`, a session not seen since start is looked up once (e.g.
-    `store_head_loader(store)`), so a restarted gateway continues an existing session's chain instead of forking it."""
+    `store_head_loader(store)`), so a restarted gateway continues an existing session's chain instead of forking it.
 
-    def __init__(self, recover: HeadLoader | None = None) -> None:
-        self._heads: dict[str, Head] = {}
+    `declare_new(session_id)` skips that lookup for a session the gateway itself just created (an id it assigned
+    cannot have history). At most `max_sessions` heads are kept (least recently used go first); an evicted session
+    is looked up again if it comes back — by then its records are normally long stored.
+    """
+
+    def __init__(self, recover: HeadLoader | None = None, *, max_sessions: int = 200_000) -> None:
+        self._heads: OrderedDict[str, Head] = OrderedDict()
         self._recover = recover
         self._loading: dict[str, asyncio.Lock] = {}
+        self._new: set[str] = set()
+        self.max_sessions = max_sessions
+
+    def declare_new(self, session_id: str) -> None:
+        self._new.add(session_id)
 
     async def next(self, session_id: str, seal: Seal) -> tuple[int, str | None]:
-        if session_id not in self._heads and self._recover is not None:
+        if session_id in self._new:
+            self._new.discard(session_id)
+        elif session_id not in self._heads and self._recover is not None:
             lock = self._loading.setdefault(session_id, asyncio.Lock())
             async with lock:
                 if session_id not in self._heads:
@@ -65,6 +78,9 @@ class MemorySessionHeads:
         head = self._heads.get(session_id)
         seq, prev = (head[0] + 1, head[1]) if head else (1, None)
         self._heads[session_id] = (seq, seal(seq, prev))
+        self._heads.move_to_end(session_id)
+        if len(self._heads) > self.max_sessions:
+            self._heads.popitem(last=False)
         return seq, prev
 
     def head(self, session_id: str) -> Head | None:

@@ -38,6 +38,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, IncompleteReadError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from gateway.audit.s3_put import SignedPutter
 from gateway.audit.store import ConflictError, StoreError, validate_key, validate_prefix
 
 __all__ = ["ConditionalWritesUnsupported", "S3Store", "StoreUnavailable"]
@@ -128,6 +129,8 @@ class S3Store:
         self.endpoint_url = endpoint_url
         self._base = f"{prefix}/" if prefix else ""
         self._conflict_retries = conflict_retries
+        self._putter: SignedPutter | None = None
+        """The fast PUT path (aiohttp + botocore's signer); None when a test passes its own boto3 client."""
         self._page = max(1, min(list_page_size, 1000))
         if client is None:
             config = Config(
@@ -143,6 +146,16 @@ class S3Store:
                 aws_access_key_id=access_key, aws_secret_access_key=secret_key, aws_session_token=session_token,
                 region_name=region)
             client = session.client("s3", endpoint_url=endpoint_url, config=config)
+            credentials = session.get_credentials()
+            if credentials is not None:  # no credentials anywhere: boto3 reports that on first use
+                style = addressing_style or ("path" if endpoint_url else "auto")
+                self._putter = SignedPutter(
+                    bucket=bucket, endpoint_url=client.meta.endpoint_url,
+                    region=client.meta.region_name or "us-east-1", credentials=credentials,
+                    virtual_host=style == "virtual" or (style == "auto" and not endpoint_url),
+                    get_existing=lambda full: self._run(self._get_sync, full), unavailable=StoreUnavailable,
+                    connect_timeout=connect_timeout, read_timeout=read_timeout, max_connections=max_workers,
+                    conflict_retries=conflict_retries)
         self._client = client
         self._executor: ThreadPoolExecutor | None = ThreadPoolExecutor(
             max_workers=max_workers, thread_name_prefix="audit-s3")
@@ -182,6 +195,10 @@ class S3Store:
 
     async def put_if_absent(self, key: str, data: bytes) -> bool:
         full = self._base + validate_key(key)
+        if self._putter is not None:
+            if self._executor is None:
+                raise StoreError(f"{self!r} is closed")
+            return await self._putter.put_if_absent(key, full, bytes(data))
         return await self._run(self._put_sync, key, full, bytes(data))
 
     async def list(self, prefix: str, *, start_after: str | None = None, limit: int = 1000) -> list[str]:
@@ -194,6 +211,8 @@ class S3Store:
         executor, self._executor = self._executor, None
         if executor is None:
             return
+        if self._putter is not None:
+            await self._putter.close()
         await asyncio.to_thread(executor.shutdown, True)  # let in-flight uploads finish
         self._client.close()
 

@@ -192,12 +192,17 @@ class AuditLog:
         if self.journal is not None:
             self.journal.progress(request_id, list(events), response)
 
-    async def commit(self, body: RecordBody, *, admitted: bool = True) -> Record:
-        """Seal `body` into the stream and spool it; strict waits for the fsync. Raises 503 audit_unavailable."""
+    async def commit(self, body: RecordBody, *, admitted: bool = True, new_session: bool = False) -> Record:
+        """Seal `body` into the stream and spool it; strict waits for the fsync. Raises 503 audit_unavailable.
+        `new_session`: the gateway assigned the session id just now (no history to look up)."""
         if self.chain is None or self.spool is None:
             raise audit_unavailable("the audit log is not running")
         if not admitted:
             self.admit()
+        if new_session:
+            declare = getattr(self.chain.heads, "declare_new", None)
+            if declare is not None:
+                declare(body.session_id)
         try:
             record = await self.chain.append(body)
         except Exception as exc:  # noqa: BLE001 - shared session heads (Redis) unreachable, ...
@@ -223,9 +228,9 @@ class AuditLog:
         if not fut.cancelled() and fut.exception() is None and self.journal is not None:
             self.journal.end(request_id)
 
-    def commit_later(self, body: RecordBody) -> None:
+    def commit_later(self, body: RecordBody, *, new_session: bool = False) -> None:
         """For exchanges cut short (client gone): seal and spool in the background; `stop` waits for these."""
-        task = asyncio.ensure_future(self.commit(body))
+        task = asyncio.ensure_future(self.commit(body, new_session=new_session))
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 
@@ -342,6 +347,7 @@ class AuditLog:
             "stream_id": self.chain.stream_id if self.chain else None,
             "durability": self.settings.durability,
             "backlog_entries": up["backlog_entries"], "backlog_bytes": up["backlog_bytes"],
+            "shipped_entries": up["shipped_entries"], "shipped_objects": up["shipped_objects"],
             "last_error": up["last_error"], "conflict_key": up["conflict_key"],
             "last_digest_seq": self.digests.digest_seq if self.digests else 0,
         }

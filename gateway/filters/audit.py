@@ -110,7 +110,7 @@ class AuditFilter(Filter):
             return
         rec = self._state(ex)
         rec.finished = True
-        await self.log.commit(self._final_body(ex, rec), admitted=rec.admitted)
+        await self.log.commit(self._final_body(ex, rec), admitted=rec.admitted, new_session=ex.session_assigned)
 
     def on_complete(self, ex: Exchange) -> None:
         rec = ex.annotations.get(STATE)
@@ -119,7 +119,7 @@ class AuditFilter(Filter):
         rec = self._state(ex)
         rec.finished = True
         body = self._final_body(ex, rec, cut=True)
-        self.log.commit_later(body)
+        self.log.commit_later(body, new_session=ex.session_assigned)
 
     # -- building the record ------------------------------------------------------------------------------------
     def _state(self, ex: Exchange) -> _Recording:
