@@ -53,7 +53,7 @@ def check_proxy_path(raw_path: str) -> None:
 
 
 def check_session_id(value: str) -> None:
-    if not _SESSION_ID.match(value):
+    if not _SESSION_ID.fullmatch(value):  # fullmatch: `$` alone would accept a trailing newline
         raise bad_request(
             "X-Session-Id must be 1-128 characters of letters, digits and . _ : @ -", code="invalid_session_id"
         )
