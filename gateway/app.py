@@ -14,6 +14,7 @@ from gateway.auth.oidc import OidcVerifier
 from gateway.config import Settings
 from gateway.errors import GatewayError, dialect_for, error_bytes
 from gateway.exchange import Exchange
+from gateway.admin import ADMIN, AdminContext, setup_admin
 from gateway.audit.service import AuditLog
 from gateway.filters.audit import AuditFilter
 from gateway.filters.auth import AuthFilter
@@ -84,6 +85,7 @@ def build_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
+    setup_admin(app, admin_context(settings, verifier, audit))  # before the catch-all: routes match in order
     app.router.add_route("*", "/{tail:.*}", _dispatch(proxy))
     return app
 
@@ -98,6 +100,7 @@ async def _lifecycle(app: web.Application):
     audit = app.get(AUDIT)
     if audit is not None:
         await audit.start()  # AuditStartupError: the process refuses to start
+        app[ADMIN].public_keys.append(audit.public_key)
     yield
     if store is not None:
         await store.stop()
@@ -127,6 +130,18 @@ def build_policy(settings: Settings, metrics: Metrics) -> PolicyStore | None:
     except PolicyError as exc:
         raise PolicyStartupError(str(exc)) from None
     return store
+
+
+def admin_context(settings: Settings, verifier: OidcVerifier, audit: AuditLog | None) -> AdminContext:
+    if audit is not None:
+        return AdminContext(verifier=verifier, settings=settings.admin, record_admin=audit.record_admin,
+                            store=audit.store, latest_digests=audit.latest_digests)
+
+    async def log_only(principal, action: str, detail: dict) -> None:
+        # no audit log configured (start-up warned): the structured log is the only trace of admin calls
+        log.info("admin_call", sub=principal.sub, action=action, outcome=detail.get("outcome"))
+
+    return AdminContext(verifier=verifier, settings=settings.admin, record_admin=log_only)
 
 
 def build_audit(settings: Settings) -> AuditLog | None:

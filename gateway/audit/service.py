@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import re
 import time
 from typing import Any
 
@@ -26,15 +27,23 @@ import structlog
 
 from gateway.audit import layout
 from gateway.audit.canonical import canonical_bytes
-from gateway.audit.chain import MemorySessionHeads, SessionHeads, StreamChain, objects_for, store_head_loader
+from gateway.audit.chain import (
+    Head,
+    MemorySessionHeads,
+    SessionHeads,
+    StreamChain,
+    objects_for,
+    store_head_loader,
+)
 from gateway.audit.digest import DigestWriter, key_id, load_or_generate_private_key, public_key_pem
 from gateway.audit.journal import Journal, OpenExchange
-from gateway.audit.record import MaskedEvent, Record, RecordBody
+from gateway.audit.record import MaskedEvent, PrincipalInfo, Record, RecordBody, utc_now
 from gateway.audit.spool import Spool, SpoolFull
 from gateway.audit.store import ObjectStore, store_from_uri
 from gateway.audit.uploader import Uploader
 from gateway.config import AuditSettings
 from gateway.errors import GatewayError
+from gateway.exchange import new_id
 
 log = structlog.get_logger("gateway.audit")
 
@@ -65,7 +74,9 @@ class AuditLog:
         self.strict = settings.durability == "strict"
         self.spool_dir = os.path.abspath(spool_dir or settings.spool_dir)
         self._heads = heads
-        self.store: ObjectStore | None = store
+        self.store: ObjectStore = store or store_from_uri(settings.store or "", **store_options(settings,
+                                                                                              settings.store or ""))
+        """Built now (no I/O yet), so the admin API can hold it; `start` proves it works."""
         self.anchor: ObjectStore | None = None
         self.spool: Spool | None = None
         self.journal: Journal | None = None
@@ -79,6 +90,12 @@ class AuditLog:
         self._digest_lock = asyncio.Lock()
         self.recovered = 0
         """Exchanges a previous process left open, sealed as `incomplete` records at start-up."""
+        self._store_head = None
+        self._spooled_heads: dict[str, Head] = {}
+        """Newest index pointer per session among the records a previous process left in the spool (the store's
+        index lags behind them until the uploader has shipped them); consumed when the session is first chained."""
+        self._prefetched: dict[str, Head | None] = {}
+        """Session heads looked up by `prepare` (before forwarding), consumed by the first commit of the session."""
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -89,8 +106,6 @@ class AuditLog:
             os.makedirs(os.path.dirname(os.path.abspath(s.signing_key)), exist_ok=True)
             key = load_or_generate_private_key(s.signing_key)
             self._write_public_key(key)
-            if self.store is None:
-                self.store = store_from_uri(s.store or "", **store_options(s, s.store or ""))
             if s.anchor_store:
                 self.anchor = store_from_uri(s.anchor_store, **store_options(s, s.anchor_store))
             for store in (self.store, self.anchor):
@@ -100,17 +115,22 @@ class AuditLog:
             self.spool = Spool(os.path.join(self.spool_dir, "records"), max_bytes=s.spool_max_bytes)
             if self.strict:
                 self.journal = Journal(os.path.join(self.spool_dir, "journal"), max_bytes=s.spool_max_bytes)
+            open_exchanges = self.journal.recover() if self.journal is not None else []
+            # before the uploader starts (it deletes segments as it ships them)
+            spooled_ids = self._scan_spool({str(ox.begin.get("record_id")) for ox in open_exchanges})
         except AuditStartupError:
             raise
         except Exception as exc:  # noqa: BLE001 - every start-up failure becomes one clear message
             raise AuditStartupError(f"audit log cannot start: {type(exc).__name__}: {exc}") from exc
-        heads = self._heads or MemorySessionHeads(recover=store_head_loader(self.store))
+        if self._heads is None:
+            self._store_head = store_head_loader(self.store)
+        heads = self._heads or MemorySessionHeads(recover=self._load_head)
         self.chain = StreamChain(heads)
         self.digests = DigestWriter(self.chain, key)
         self.uploader = Uploader(self.spool, self.store, batch=s.upload_batch, concurrency=s.upload_concurrency)
         self.uploader.start()  # ships first whatever a previous process left in the spool
         if self.journal is not None:
-            await self._recover(self.journal.recover())
+            await self._recover(open_exchanges, spooled_ids)
         self._digest_task = asyncio.create_task(self._digest_loop(), name="audit-digests")
         log.info("audit_started", stream_id=self.chain.stream_id, durability=self.settings.durability,
                  public_key_id=key_id(key.public_key()), recovered=self.recovered)
@@ -188,6 +208,57 @@ class AuditLog:
             log.error("audit_journal_failed", error=type(exc).__name__)
             raise audit_unavailable("the audit journal cannot be written") from None
 
+    async def prepare(self, session_id: str, *, new_session: bool = False) -> None:
+        """Before an exchange is forwarded: make sure its session's chain can be continued. A session this process
+        has not chained since it started needs its head from the store; looking it up here means a store outage
+        refuses such an exchange (503 audit_unavailable) *before* it is forwarded, not after the backend answered.
+        No-op for a session id the gateway just assigned, a session already known, or shared heads."""
+        heads = self.chain.heads if self.chain is not None else None
+        if (new_session or self._store_head is None or not isinstance(heads, MemorySessionHeads)
+                or heads.head(session_id) is not None or session_id in self._prefetched):
+            return
+        try:
+            head = await self._lookup_head(session_id)
+        except Exception as exc:  # noqa: BLE001 - store unreachable (or failing): refuse, nothing forwarded
+            log.warning("audit_session_lookup_failed", error=f"{type(exc).__name__}: {exc}")
+            raise audit_unavailable("the audit store cannot be reached to continue this session") from None
+        if heads.head(session_id) is None:  # else a concurrent exchange of the session chained it meanwhile
+            if len(self._prefetched) >= 10_000:  # exchanges that never committed: forget the oldest
+                self._prefetched.pop(next(iter(self._prefetched)))
+            self._prefetched[session_id] = head
+
+    async def _load_head(self, session_id: str) -> Head | None:
+        """`MemorySessionHeads`' loader: where a session not chained since start continues."""
+        if session_id in self._prefetched:
+            head = self._prefetched.pop(session_id)
+        else:
+            head = await self._lookup_head(session_id)
+        self._spooled_heads.pop(session_id, None)  # from now on the in-memory head is the newest
+        return head
+
+    async def _lookup_head(self, session_id: str) -> Head | None:
+        """After the newest record of the session a previous process left in the spool, if any (those are not
+        in the store's index yet: continuing from the store's head would fork the session), else the store's."""
+        spooled = self._spooled_heads.get(session_id)
+        if spooled is not None:
+            return spooled
+        return await self._store_head(session_id)
+
+    def _scan_spool(self, record_ids: set[str]) -> set[str]:
+        """One pass over what a previous process left in the record spool: collects every session's newest index
+        pointer (`_spooled_heads`) and returns which of `record_ids` have a record there."""
+        found: set[str] = set()
+        for entry in self.spool.pending():
+            for key, data in entry.objects:
+                parsed = layout.parse_session_index_key(key)
+                if parsed is not None:
+                    known = self._spooled_heads.get(parsed[0])
+                    if known is None or parsed[1] > known[0]:
+                        self._spooled_heads[parsed[0]] = (parsed[1], data.decode("ascii"))
+                elif record_ids and layout.parse_record_key(key):
+                    found.update(m.decode() for m in _RECORD_ID.findall(data) if m.decode() in record_ids)
+        return found
+
     def progress(self, request_id: str, events: list[MaskedEvent], response: dict[str, Any]) -> None:
         if self.journal is not None:
             self.journal.progress(request_id, list(events), response)
@@ -253,11 +324,19 @@ class AuditLog:
             raise audit_unavailable("the audit spool cannot be written") from None
         return record
 
+    async def record_admin(self, principal: Any, action: str, detail: dict[str, Any]) -> None:
+        """The `admin` record of an admin API call (written before the call is performed). Admin records of one
+        UTC day share the session `admin-<YYYYMMDD>`, so investigators find them with the session endpoints."""
+        time_ = utc_now()
+        await self.record_event(RecordBody(
+            kind="admin", record_id=new_id(), session_id=f"admin-{time_[:10].replace('-', '')}", time=time_,
+            principal=PrincipalInfo.from_principal(principal), detail={"action": action, **detail}))
+
     # -- recovery -----------------------------------------------------------------------------------------------
-    async def _recover(self, open_exchanges: list[OpenExchange]) -> None:
+    async def _recover(self, open_exchanges: list[OpenExchange], spooled_ids: set[str]) -> None:
         """Seal a record for every exchange a previous process left open (its stream ended mid-flight)."""
         for ox in open_exchanges:
-            if await self._already_recorded(ox):
+            if await self._already_recorded(ox, spooled_ids):
                 continue
             fields = dict(ox.begin)
             fields.update(ox.response)
@@ -275,13 +354,12 @@ class AuditLog:
             self.recovered += 1
         await self.journal.forget_recovered()
 
-    async def _already_recorded(self, ox: OpenExchange) -> bool:
-        """Crashing between spooling a record and closing its journal entry leaves both: look for the record."""
+    async def _already_recorded(self, ox: OpenExchange, spooled_ids: set[str]) -> bool:
+        """Crashing between spooling a record and closing its journal entry leaves both: look for the record
+        (`spooled_ids`: the open exchanges' record ids found in the spool at start-up)."""
         record_id = ox.begin.get("record_id")
-        for entry in self.spool.pending():
-            for key, data in entry.objects:
-                if layout.parse_record_key(key) and f'"record_id":"{record_id}"'.encode() in data:
-                    return True
+        if str(record_id) in spooled_ids:
+            return True
         session = ox.begin.get("session_id")
         if not session:
             return False
@@ -351,6 +429,9 @@ class AuditLog:
             "last_error": up["last_error"], "conflict_key": up["conflict_key"],
             "last_digest_seq": self.digests.digest_seq if self.digests else 0,
         }
+
+
+_RECORD_ID = re.compile(rb'"record_id":"([^"\\]*)"')
 
 
 def _log_failure(fut: asyncio.Future[int]) -> None:

@@ -25,7 +25,8 @@ CHAT = {"model": "fake-reasoner-1", "messages": [{"role": "user", "content": "Wh
 
 
 def audit_config(tmp: Path, issuer, backend, **audit) -> dict:
-    return gateway_config(issuer.url, backend, policies={"path": str(POLICIES)}, audit={
+    return gateway_config(issuer.url, backend, policies={"path": str(POLICIES)},
+                          admin={"investigator_groups": ["investigators"]}, audit={
         "store": f"file://{tmp / 'store'}", "spool_dir": str(tmp / "spool"),
         "signing_key": str(tmp / "key.pem"), "digest_interval_s": 1, **audit})
 
@@ -145,3 +146,41 @@ async def test_sdk_traffic_verifies_and_log_holds_no_planted_value(audited, issu
     data = store_bytes(tmp / "store") + store_bytes(tmp / "spool")
     for value in PLANTED.values():
         assert value.encode() not in data, value
+
+
+async def test_investigator_endpoints_through_the_gateway(audited, issuer, http, tmp_path):
+    url, tmp, _ = audited
+    headers = {**bearer(issuer, "dave"), "X-Session-Id": "sess-admin", **PLANT}
+    async with http.post(url + "/v1/chat/completions", json={**CHAT, "stream": True}, headers=headers) as resp:
+        received = await resp.read()
+    await wait_records(tmp, "sess-admin")
+    inv = bearer(issuer, "ivy", ["investigators"])
+    async with http.get(url + "/admin/sessions?subject=dave&limit=10", headers=inv) as resp:
+        assert resp.status == 200
+        listed = await resp.json()
+    assert [s["id"] for s in listed["sessions"]] == ["sess-admin"]
+    async with http.get(url + "/admin/sessions/sess-admin/replay?speed=0", headers=inv) as resp:
+        assert resp.status == 200 and resp.content_type == "text/event-stream"
+        assert await resp.read() == received
+    async with http.get(url + "/admin/sessions/sess-admin/verify", headers=inv) as resp:
+        assert (await resp.json())["ok"] is True
+    async with http.get(url + "/admin/sessions/sess-admin/export", headers=inv) as resp:
+        assert resp.status == 200
+        bundle = tmp_path / "bundle.tar"
+        bundle.write_bytes(await resp.read())
+    out = io.StringIO()
+    assert await asyncio.to_thread(audit_cli.verify, str(bundle), public_key_files=[str(tmp / "key.pem.pub")],
+                                   out=out, err=io.StringIO()) == 0, out.getvalue()
+    # a requester is not an investigator; both calls were recorded as admin records of today's admin session
+    async with http.get(url + "/admin/sessions", headers=bearer(issuer, "mallory")) as resp:
+        assert resp.status == 403
+    async with http.get(url + "/admin/audit/digest", headers=inv) as resp:
+        digest = await resp.json()
+    assert digest["digests"] and digest["public_keys"]
+    from gateway.audit.record import utc_now
+    admin_session = "admin-" + utc_now()[:10].replace("-", "")
+    recs = await wait_records(tmp, admin_session, 6)
+    actions = [(r.principal.sub, r.detail["action"], r.detail["outcome"]) for r in recs]
+    assert all(r.kind == "admin" for r in recs)
+    assert any(sub == "mallory" and outcome == "forbidden" for sub, _, outcome in actions)
+    assert any(sub == "ivy" and action.endswith("replay") for sub, action, _ in actions)
