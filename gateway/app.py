@@ -14,12 +14,15 @@ from gateway.auth.oidc import OidcVerifier
 from gateway.config import Settings
 from gateway.errors import GatewayError, dialect_for, error_bytes
 from gateway.exchange import Exchange
-from gateway.admin import ADMIN, AdminContext, setup_admin
+from gateway.admin import ADMIN, INVESTIGATOR_ENDPOINTS, AdminContext, setup_admin
+from gateway.admin import revocations as revocation_endpoints
 from gateway.audit.service import AuditLog
 from gateway.filters.audit import AuditFilter
 from gateway.filters.auth import AuthFilter
 from gateway.filters.base import Filter
 from gateway.filters.masking import MaskingFilter
+from gateway.filters.notify import NotifyFilter
+from gateway.filters.revocation import RevocationFilter
 from gateway.filters.policy import POLICY, PolicyFilter
 from gateway.filters.chain import FilterChain
 from gateway.forwarder import Forwarder
@@ -30,6 +33,7 @@ from gateway.policy.compiled import Policy
 from gateway.policy.reload import PolicyStore
 from gateway.policy.source import PolicyError
 from gateway.proxy import ProxyHandler
+from gateway.services import Services, build_services
 
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
@@ -40,6 +44,7 @@ READINESS = web.AppKey("readiness", Readiness)
 ACCESS_LOG = web.AppKey("access_log", AccessLog)
 POLICY_STORE = web.AppKey("policy_store", PolicyStore)
 AUDIT = web.AppKey("audit", AuditLog)
+SERVICES = web.AppKey("services", Services)
 
 log = structlog.get_logger("gateway.app")
 
@@ -54,7 +59,6 @@ def build_app(settings: Settings) -> web.Application:
     forwarder = Forwarder(settings.upstream, settings.server)
     readiness = Readiness()
     readiness.add("idp", lambda: (verifier.ready, verifier.status()))
-    filters: list[Filter] = [AuthFilter(verifier)]
     store = build_policy(settings, metrics)
     audit = build_audit(settings)
     if audit is not None:
@@ -62,6 +66,11 @@ def build_app(settings: Settings) -> web.Application:
         readiness.add("audit", audit.status)
     else:
         log.warning("no_audit", detail="audit.store is not set: exchanges are not recorded")
+    services = app[SERVICES] = build_services(settings, audit)
+    readiness.add("revocations", services.revocations_status)
+    # notify first: its completion hook runs last, once the outcome is final
+    filters: list[Filter] = [NotifyFilter(services.events), AuthFilter(verifier),
+                             RevocationFilter(services.revocations)]
     if store is not None:
         app[POLICY_STORE] = store
         filters += policy_filters(settings, store, audit)
@@ -81,11 +90,14 @@ def build_app(settings: Settings) -> web.Application:
 
     access_log = AccessLog()
     app[ACCESS_LOG] = access_log
-    proxy = ProxyHandler(settings, chain, forwarder, metrics, access_log)
+    proxy = ProxyHandler(settings, chain, forwarder, metrics, access_log, live=services.live)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
-    setup_admin(app, admin_context(settings, verifier, audit))  # before the catch-all: routes match in order
+    app[revocation_endpoints.REVOCATIONS] = services.revocations
+    # before the catch-all: routes match in order
+    setup_admin(app, admin_context(settings, verifier, audit),
+                [*INVESTIGATOR_ENDPOINTS, *revocation_endpoints.ENDPOINTS])
     app.router.add_route("*", "/{tail:.*}", _dispatch(proxy))
     return app
 
@@ -101,7 +113,9 @@ async def _lifecycle(app: web.Application):
     if audit is not None:
         await audit.start()  # AuditStartupError: the process refuses to start
         app[ADMIN].public_keys.append(audit.public_key)
+    await app[SERVICES].start()
     yield
+    await app[SERVICES].stop()
     if store is not None:
         await store.stop()
     if audit is not None:

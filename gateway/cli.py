@@ -16,6 +16,13 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"gateway: refusing to start: {exc}", file=sys.stderr)
         return 2
     workers = args.workers or settings.server.workers
+    from gateway.services import SharedStateError, check_shared_state
+
+    try:
+        check_shared_state(settings, workers)
+    except SharedStateError as exc:
+        print(f"gateway: refusing to start: {exc}", file=sys.stderr)
+        return 2
     if workers > 1 and not args.worker:
         from gateway.server import serve_workers
 

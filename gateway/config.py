@@ -174,6 +174,11 @@ class LoggingSettings(_Section):
     access_log: bool = True
 
 
+# Sections owned by their packages; imported here, below the sections they themselves import from this module.
+from gateway.revocation.settings import RevocationSettings  # noqa: E402
+from gateway.webhooks.settings import WebhooksSettings  # noqa: E402
+
+
 class Settings(_Section):
     server: ServerSettings = Field(default_factory=ServerSettings)
     upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
@@ -182,6 +187,8 @@ class Settings(_Section):
     masking: MaskingSettings = Field(default_factory=MaskingSettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    revocations: RevocationSettings = Field(default_factory=RevocationSettings)
+    webhooks: WebhooksSettings = Field(default_factory=WebhooksSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @model_validator(mode="after")

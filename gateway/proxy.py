@@ -18,6 +18,7 @@ from gateway.forwarder import Forwarder, iter_body, upstream_error
 from gateway.headers import client_response_headers, inbound_headers
 from gateway.metrics import Metrics
 from gateway.paths import bad_request, check_proxy_path, check_session_id
+from gateway.revocation.live import LiveExchanges
 
 log = structlog.get_logger("gateway.access")
 
@@ -32,7 +33,10 @@ class ProxyHandler:
         forwarder: Forwarder,
         metrics: Metrics,
         access_log: AccessLog | None = None,
+        live: LiveExchanges | None = None,
     ) -> None:
+        self.live = live
+        """In-flight exchanges by principal: a revocation ends them (None: no revocation store)."""
         self.settings = settings
         self.chain = chain
         self.forwarder = forwarder
@@ -73,13 +77,17 @@ class ProxyHandler:
     async def _handle(self, request: web.Request, ex: Exchange) -> web.StreamResponse:
         upstream: aiohttp.ClientResponse | None = None
         response: web.StreamResponse | None = None
+        unregister = None
         try:
             self._check_request(request, ex)
             await self.chain.run_request(ex)
+            if self.live is not None and ex.principal is not None:
+                unregister = self.live.register(ex.principal, partial(_terminate, ex))
             started = time.perf_counter()
-            upstream = await self.forwarder.send(ex)
+            upstream = ex.annotations[UPSTREAM] = await self.forwarder.send(ex)
             self.metrics.observe_upstream(ex.route, time.perf_counter() - started)
             ex.mark("upstream_headers")
+            _raise_if_terminated(ex)
             response = self._response_for(ex, upstream)
             await self._stream_body(request, ex, upstream, response)
             return response
@@ -99,6 +107,9 @@ class ProxyHandler:
                 upstream.close()
             raise
         finally:
+            if unregister is not None:
+                unregister()
+            ex.annotations.pop(UPSTREAM, None)
             if upstream is not None:
                 upstream.release()
             self.chain.run_complete(ex)
@@ -150,7 +161,7 @@ class ProxyHandler:
         if streaming:
             self.metrics.active_streams.inc()
         try:
-            async for chunk in iter_body(upstream):
+            async for chunk in _until_terminated(ex, iter_body(upstream)):
                 out = transform.feed(chunk, False)
                 if out:
                     if not response.prepared:
@@ -237,6 +248,38 @@ class ProxyHandler:
                     **ex.timings,
                 }
             )
+
+
+UPSTREAM = "_upstream"
+TERMINATED = "terminated"
+"""``ex.annotations`` key: the error a revocation (or another outside event) ended the exchange with."""
+
+
+def _terminate(ex: Exchange, err: GatewayError) -> None:
+    """Called by `LiveExchanges` when the principal is revoked: end the exchange with `err`. Closing the upstream
+    response wakes the body loop, which then raises `err` (an in-band `stream_terminated` event mid-stream)."""
+    ex.annotations[TERMINATED] = err
+    upstream = ex.annotations.get(UPSTREAM)
+    if upstream is not None:
+        upstream.close()
+
+
+def _raise_if_terminated(ex: Exchange) -> None:
+    err = ex.annotations.get(TERMINATED)
+    if err is not None:
+        ex.decision = "terminated"
+        raise err
+
+
+async def _until_terminated(ex: Exchange, chunks):
+    try:
+        async for chunk in chunks:
+            _raise_if_terminated(ex)
+            yield chunk
+    except GatewayError:
+        _raise_if_terminated(ex)  # the closed upstream surfaces as upstream_error: report why it was closed
+        raise
+    _raise_if_terminated(ex)
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
