@@ -16,6 +16,7 @@ from gateway.errors import GatewayError, dialect_for, error_bytes
 from gateway.exchange import Exchange
 from gateway.admin import ADMIN, INVESTIGATOR_ENDPOINTS, AdminContext, setup_admin
 from gateway.admin import revocations as revocation_endpoints
+from gateway.admin.console import console_routes
 from gateway.audit.service import AuditLog
 from gateway.filters.audit import AuditFilter
 from gateway.filters.auth import AuthFilter
@@ -98,6 +99,7 @@ def build_app(settings: Settings) -> web.Application:
     # before the catch-all: routes match in order
     setup_admin(app, admin_context(settings, verifier, audit),
                 [*INVESTIGATOR_ENDPOINTS, *revocation_endpoints.ENDPOINTS])
+    app.router.add_routes(console_routes())
     app.router.add_route("*", "/{tail:.*}", _dispatch(proxy))
     return app
 

@@ -67,6 +67,8 @@ def banner(url: str, requester_token: str, approver_token: str, issuer_url: str)
     for chunk in stream: print(getattr(chunk.choices[0].delta, "reasoning_content", None) or chunk.choices[0].delta.content or "", end="")
 
   Tokens last {TOKEN_TTL_S // 3600} h. Mint more: curl -s {issuer_url}/token -d sub=carol -d groups=engineers
+  Console (approvals inbox, session replay): {url}/admin/ui/  (paste the approver token; investigator token:
+    curl -s {issuer_url}/token -d sub=ivy -d groups=investigators)
   Health: {url}/readyz   Metrics: {url}/metrics
   The demo backend plants fake PII and secrets in its reasoning; the policies mask them. Ctrl-C stops everything.
 """

@@ -31,6 +31,10 @@ def test_gateway_dev_serves_masks_records_and_stops_cleanly(tmp_path):
                 text += (d.model_extra or {}).get("reasoning_content") or d.content or ""
         assert "[EMAIL]" in text  # the demo backend's planted values come out masked
         assert "Audit log:" in out
+        assert f"{url}/admin/ui/" in out
+        import urllib.request
+        with urllib.request.urlopen(url + "/admin/ui/", timeout=5) as resp:
+            assert resp.status == 200 and b"<html" in resp.read().lower()
     finally:
         proc.popen.send_signal(signal.SIGINT)
         code = proc.popen.wait(20)
