@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from gateway.approvals.fingerprint import BODY_SHA256 as APPROVAL_BODY_SHA256, body_sha256
 from gateway.dialects import OPAQUE, dialect_name_for
 from gateway.dialects.requests import request_texts, set_request_text
 from gateway.errors import GatewayError
@@ -60,9 +61,12 @@ def parse_request_json(ex: Exchange, body: bytes) -> Any:
 class PolicyFilter(Filter):
     name = "policy"
 
-    def __init__(self, store: PolicyStore, mask_text: TextMasker | None = None) -> None:
+    def __init__(self, store: PolicyStore, mask_text: TextMasker | None = None, *,
+                 approvals_enabled: bool = False) -> None:
         self.store = store
         self.mask_text = mask_text
+        self.approvals_enabled = approvals_enabled
+        """True when an approval gate follows in the chain: require_approval continues to it (else 503)."""
 
     async def on_request(self, ex: Exchange) -> Verdict:
         policy = self.store.policy  # one version for the whole exchange, even if a reload lands meanwhile
@@ -79,7 +83,10 @@ class PolicyFilter(Filter):
             return Respond(GatewayError(403, "policy_denied", message, extra={"rule": decision.rule}))
         if decision.action == "require_approval":
             ex.decision = "approval_required"
-            return self.on_approval_required(ex, decision)
+            if not self.approvals_enabled:
+                return self.on_approval_required(ex, decision)
+            # The gate binds the approval to the body as received, not to the masked copy forwarded below.
+            ex.annotations[APPROVAL_BODY_SHA256] = body_sha256(body)
         if policy.masking.request and isinstance(parsed, dict):
             self._mask_prompt(ex, policy, parsed)
         return CONTINUE
