@@ -9,32 +9,32 @@ import structlog
 from aiohttp import web
 
 from gateway.accesslog import AccessLog
-from gateway.catalog import CatalogRegistry, ExchangeMaskers, PolicyMaskers
+from gateway.catalog import CatalogRegistry
 from gateway.auth.oidc import OidcVerifier
 from gateway.config import Settings
 from gateway.errors import GatewayError, dialect_for, error_bytes
-from gateway.exchange import Exchange
 from gateway.admin import ADMIN, INVESTIGATOR_ENDPOINTS, AdminContext, setup_admin
+from gateway.admin import approvals as approval_endpoints
 from gateway.admin import revocations as revocation_endpoints
 from gateway.admin.console import console_routes
-from gateway.audit.service import AuditLog
-from gateway.filters.audit import AuditFilter
+from gateway.audit.chain import store_head_loader
+from gateway.audit.redis_heads import RedisSessionHeads
+from gateway.audit.service import AuditLog, store_options
+from gateway.audit.store import store_from_uri
 from gateway.filters.auth import AuthFilter
 from gateway.filters.base import Filter
-from gateway.filters.masking import MaskingFilter
 from gateway.filters.notify import NotifyFilter
 from gateway.filters.revocation import RevocationFilter
-from gateway.filters.policy import POLICY, PolicyFilter
 from gateway.filters.chain import FilterChain
 from gateway.forwarder import Forwarder
 from gateway.health import Readiness
 from gateway.metrics import Metrics
 from gateway.paths import is_reserved
-from gateway.policy.compiled import Policy
 from gateway.policy.reload import PolicyStore
 from gateway.policy.source import PolicyError
+from gateway.pipeline import policy_filters
 from gateway.proxy import ProxyHandler
-from gateway.services import Services, build_services
+from gateway.services import Services, build_services, redis_url
 
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
@@ -74,7 +74,10 @@ def build_app(settings: Settings) -> web.Application:
                              RevocationFilter(services.revocations)]
     if store is not None:
         app[POLICY_STORE] = store
-        filters += policy_filters(settings, store, audit)
+        try:
+            filters += policy_filters(settings, store, audit, services.approvals)
+        except ValueError as exc:  # e.g. keyed_hash without masking.hmac_key
+            raise PolicyStartupError(f"masking: {exc}") from None
         readiness.add("policy", lambda: (True, store.status()))  # a stale policy still serves the last good one
     else:
         log.warning("no_policy", detail="policies.path is not set: requests are forwarded without policy or masking")
@@ -97,8 +100,9 @@ def build_app(settings: Settings) -> web.Application:
     app.router.add_get("/metrics", metrics_endpoint)
     app[revocation_endpoints.REVOCATIONS] = services.revocations
     # before the catch-all: routes match in order
+    app[approval_endpoints.APPROVALS] = services.approvals
     setup_admin(app, admin_context(settings, verifier, audit),
-                [*INVESTIGATOR_ENDPOINTS, *revocation_endpoints.ENDPOINTS])
+                [*INVESTIGATOR_ENDPOINTS, *revocation_endpoints.ENDPOINTS, *approval_endpoints.ENDPOINTS])
     app.router.add_routes(console_routes())
     app.router.add_route("*", "/{tail:.*}", _dispatch(proxy))
     return app
@@ -161,60 +165,20 @@ def admin_context(settings: Settings, verifier: OidcVerifier, audit: AuditLog | 
 
 
 def build_audit(settings: Settings) -> AuditLog | None:
+    """The audit log; with a shared Redis, session chain heads live there, so replicas writing one session
+    extend one chain instead of forking it."""
     if not settings.audit.store:
         return None
+    store = store_from_uri(settings.audit.store, **store_options(settings.audit, settings.audit.store))
+    heads = None
+    url = redis_url(settings)
+    if url:
+        heads = RedisSessionHeads(url, recover=store_head_loader(store))
     spool_dir = settings.audit.spool_dir
     worker = os.environ.get("GATEWAY_WORKER_INDEX")
     if worker is not None:  # `serve --workers N`: one writer stream, and so one spool, per process
         spool_dir = os.path.join(spool_dir, f"worker-{int(worker)}")
-    return AuditLog(settings.audit, spool_dir=spool_dir)
-
-
-def policy_filters(settings: Settings, store: PolicyStore, audit: AuditLog | None = None) -> list[Filter]:
-    key = settings.masking.hmac_key
-    maskers = PolicyMaskers(
-        hmac_key=key.get_secret_value().encode() if key else None,
-        max_hold_chars=settings.masking.max_hold_chars,
-        max_hold_s=settings.masking.max_hold_s,
-    )
-    try:
-        maskers.check(store.policy)
-    except ValueError as exc:  # e.g. keyed_hash without masking.hmac_key
-        raise PolicyStartupError(f"masking: {exc}") from None
-
-    def mask_text(policy: Policy, text: str, names: frozenset[str]):
-        return maskers.masker(policy, names).mask_text(text)
-
-    def engine_for(ex: Exchange):
-        policy = ex.annotations[POLICY]
-        return ExchangeMaskers(maskers, policy), policy.masking.response
-
-    filters: list[Filter] = [PolicyFilter(store, mask_text)]
-    if audit is not None:
-        filters.append(audit_filter(store, maskers, audit))
-    return filters + [MaskingFilter(engine_for)]
-
-
-def audit_filter(store: PolicyStore, maskers: PolicyMaskers, audit: AuditLog) -> AuditFilter:
-    """What is logged is masked with the policy's response and request detectors (the contract: masking
-    "always applies to what is logged"), by the policy version that decided the exchange."""
-
-    def logged_names(policy: Policy) -> frozenset[str]:
-        return frozenset(policy.masking.response) | frozenset(policy.masking.request)
-
-    def policy_of(ex: Exchange) -> Policy:
-        return ex.annotations.get(POLICY) or store.policy  # refused before the policy filter ran: the current one
-
-    def mask_for_log(ex: Exchange, text: str):
-        policy = policy_of(ex)
-        return maskers.masker(policy, logged_names(policy)).mask_text(text)
-
-    def log_stream(ex: Exchange):
-        policy = policy_of(ex)
-        return maskers.masker(policy, logged_names(policy)).stream(
-            max_hold_chars=maskers.max_hold_chars, max_hold_s=maskers.max_hold_s)
-
-    return AuditFilter(audit, mask_for_log, log_stream)
+    return AuditLog(settings.audit, spool_dir=spool_dir, heads=heads, store=store)
 
 
 def _dispatch(proxy: ProxyHandler):

@@ -175,6 +175,7 @@ class LoggingSettings(_Section):
 
 
 # Sections owned by their packages; imported here, below the sections they themselves import from this module.
+from gateway.approvals.settings import ApprovalSettings  # noqa: E402
 from gateway.revocation.settings import RevocationSettings  # noqa: E402
 from gateway.webhooks.settings import WebhooksSettings  # noqa: E402
 
@@ -187,6 +188,7 @@ class Settings(_Section):
     masking: MaskingSettings = Field(default_factory=MaskingSettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
     revocations: RevocationSettings = Field(default_factory=RevocationSettings)
     webhooks: WebhooksSettings = Field(default_factory=WebhooksSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)

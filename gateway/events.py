@@ -22,7 +22,7 @@ from typing import Any
 
 import structlog
 
-from gateway.audit.record import PrincipalInfo, RecordBody, utc_now
+from gateway.audit.record import Approval, PrincipalInfo, RecordBody, utc_now
 from gateway.audit.service import AuditLog
 from gateway.exchange import Exchange, new_id
 from gateway.webhooks import Dispatcher, WebhookEvent
@@ -60,6 +60,25 @@ class Events:
                 detail={"event": kind, "revocation": {k: v for k, v in public.items() if v is not None}}))
         if kind == "revocation.created":
             self.emit("revocation.created", public)
+
+    # -- approvals ------------------------------------------------------------------------------------------------
+    async def approval(self, kind: str, approval: Any) -> None:
+        """Every transition is an `approval` record in the requester's session; requested / decided / expired are
+        also webhooks (a cancelled approval — the client left — only the record)."""
+        public = approval.to_public()
+        if self.audit is not None:
+            time = utc_now()
+            last = approval.decisions[-1] if approval.decisions and kind == "approval.decided" else None
+            await self.audit.record_event(RecordBody(
+                kind="approval", record_id=new_id(), request_id=approval.request_id or None,
+                session_id=approval.session_id or admin_session(time), time=time,
+                principal=PrincipalInfo(sub=last.by) if last is not None else PrincipalInfo(
+                    sub=approval.requester.sub, groups=list(approval.requester.groups)),
+                route=approval.path, method=approval.method,
+                approval=Approval(approval_id=approval.id, state=approval.state, deciders=list(approval.deciders)),
+                detail={"event": kind, "approval": {k: v for k, v in public.items() if v is not None}}))
+        if kind in ("approval.requested", "approval.decided", "approval.expired"):
+            self.emit(kind, {"approval_id": approval.id, **{k: v for k, v in public.items() if k != "id"}})
 
     # -- exchanges ------------------------------------------------------------------------------------------------
     def exchange_done(self, ex: Exchange) -> None:

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import time
+from contextlib import asynccontextmanager
 from functools import partial
 
 import aiohttp
@@ -80,7 +83,7 @@ class ProxyHandler:
         unregister = None
         try:
             self._check_request(request, ex)
-            await self.chain.run_request(ex)
+            await self.chain.run_request(ex, hold=partial(self._hold_open, request, ex))
             if self.live is not None and ex.principal is not None:
                 unregister = self.live.register(ex.principal, partial(_terminate, ex))
             started = time.perf_counter()
@@ -92,12 +95,12 @@ class ProxyHandler:
             await self._stream_body(request, ex, upstream, response)
             return response
         except GatewayError as err:
-            return await self._fail(request, ex, err, response)
+            return await self._fail(request, ex, err, response or ex.annotations.get(HELD))
         except Exception:
             # A bug in a filter must not become a traceback to the client or, worse, unfiltered output.
             log.exception("exchange_failed")
             err = GatewayError(500, "internal_error", "The gateway failed to process this request.")
-            return await self._fail(request, ex, err, response)
+            return await self._fail(request, ex, err, response or ex.annotations.get(HELD))
         except (asyncio.CancelledError, ConnectionResetError):
             # The client went away: stop reading upstream now so the backend stops generating.
             ex.response_status = CLIENT_GONE
@@ -138,6 +141,15 @@ class ProxyHandler:
     def _response_for(self, ex: Exchange, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
         """The client response, not yet sent: headers go out with the first body bytes the filters release,
         so a filter that refuses a buffered body (a whole JSON answer) can still answer with a clean error."""
+        held = ex.annotations.get(HELD)
+        if held is not None:  # a streaming client kept alive while parked: its 200 event stream is already open
+            if upstream.status != 200 or upstream.content_type.lower() != "text/event-stream":
+                raise upstream_error(f"The reasoning backend answered {upstream.status} "
+                                     f"({upstream.content_type}) instead of an event stream.")
+            ex.response_status = 200
+            ex.response_headers = client_response_headers(upstream.headers, body_rewritten=True)
+            self.chain.run_response_headers(ex)
+            return held
         rewrites = self.chain.rewrites_body
         ex.response_status = upstream.status
         ex.response_content_type = upstream.content_type.lower()
@@ -188,6 +200,39 @@ class ProxyHandler:
             if streaming:
                 self.metrics.active_streams.dec()
 
+    @asynccontextmanager
+    async def _hold_open(self, request: web.Request, ex: Exchange):
+        """While the exchange is parked (approval): a client that asked for a stream gets its 200 event stream
+        at once and an SSE comment every `KEEPALIVE_S`, so proxies and SDK timeouts don't drop it; the verdict
+        then follows in the same stream (the answer, or an in-band error). Others just wait."""
+        if not _wants_stream(ex):
+            yield
+            return
+        held = ex.annotations.get(HELD)
+        if held is None:
+            held = web.StreamResponse(status=200, headers={
+                "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                "X-Gateway-Request-Id": ex.request_id, "X-Gateway-Session-Id": ex.session_id})
+            await held.prepare(request)
+            ex.annotations[HELD] = held
+            ex.response_status, ex.response_content_type = 200, "text/event-stream"
+            ex.mark("first_byte")
+        ticker = asyncio.create_task(self._keep_alive(ex, held))
+        try:
+            yield
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionResetError):
+                await ticker
+
+    async def _keep_alive(self, ex: Exchange, held: web.StreamResponse) -> None:
+        while True:
+            if self.chain.records_output:
+                self.chain.run_output(ex, KEEPALIVE)
+            await held.write(KEEPALIVE)
+            ex.bytes_out += len(KEEPALIVE)
+            await asyncio.sleep(KEEPALIVE_S)
+
     async def _end_broken_stream(
         self, request: web.Request, ex: Exchange, err: GatewayError, response: web.StreamResponse
     ) -> None:
@@ -217,9 +262,9 @@ class ProxyHandler:
             try:
                 await self.chain.run_finish(ex)
             except GatewayError as audit_err:
-                # the refusal could not be recorded: say so instead (fail closed; this reply is not recorded)
-                err = ex.error = audit_err
-                ex.response_status = err.status
+                # An error reply carries no payload, so it still goes out (with its own, more useful code), but
+                # the log says it was not recorded.
+                log.warning("local_reply_unrecorded", code=err.code, audit_error=audit_err.code)
         headers = {
             **err.headers,
             "X-Gateway-Request-Id": ex.request_id,
@@ -251,6 +296,21 @@ class ProxyHandler:
 
 
 UPSTREAM = "_upstream"
+HELD = "_held_response"
+"""``ex.annotations`` key: the event stream opened for a streaming client while its request was parked."""
+KEEPALIVE = b": waiting for approval\n\n"
+KEEPALIVE_S = 5.0
+
+
+def _wants_stream(ex: Exchange) -> bool:
+    body = ex.body
+    if not body or b'"stream"' not in body:
+        return False
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and parsed.get("stream") is True
 TERMINATED = "terminated"
 """``ex.annotations`` key: the error a revocation (or another outside event) ended the exchange with."""
 

@@ -68,6 +68,11 @@ class RedisSessionHeads:
         self._ttl_ms = max(1, math.ceil(ttl_s * 1000))
         self._max_attempts = max_attempts
         self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        self._new: set[str] = set()
+
+    def declare_new(self, session_id: str) -> None:
+        """The gateway just assigned this session id: it has no history, so skip the store lookup."""
+        self._new.add(session_id)
 
     async def next(self, session_id: str, seal: Seal) -> tuple[int, str | None]:
         key = self._prefix + session_id
@@ -79,13 +84,14 @@ class RedisSessionHeads:
                     head: Head | None = _decode(raw)
                     expected: bytes = raw
                 else:
-                    if self._recover is not None and not recovered:
+                    if self._recover is not None and not recovered and session_id not in self._new:
                         recovered.append(await self._recover_head(session_id))
                     head = recovered[0] if recovered else None
                     expected = b""
                 seq, prev = (head[0] + 1, head[1]) if head else (1, None)
                 new = _encode((seq, seal(seq, prev)))
                 if await self._call(self._cas(keys=[key], args=[expected, new, self._ttl_ms])):
+                    self._new.discard(session_id)
                     return seq, prev
         raise SessionHeadsUnavailable(f"session head still contended after {self._max_attempts} attempts")
 

@@ -21,20 +21,14 @@ import fcntl
 import os
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 
 from gateway.audit import layout
 from gateway.audit.canonical import canonical_bytes
-from gateway.audit.chain import (
-    Head,
-    MemorySessionHeads,
-    SessionHeads,
-    StreamChain,
-    objects_for,
-    store_head_loader,
-)
+from gateway.audit.chain import Head, MemorySessionHeads, SessionHeads, StreamChain, objects_for, store_head_loader
 from gateway.audit.digest import DigestWriter, key_id, load_or_generate_private_key, public_key_pem
 from gateway.audit.journal import Journal, OpenExchange
 from gateway.audit.record import MaskedEvent, PrincipalInfo, Record, RecordBody, utc_now
@@ -74,8 +68,9 @@ class AuditLog:
         self.strict = settings.durability == "strict"
         self.spool_dir = os.path.abspath(spool_dir or settings.spool_dir)
         self._heads = heads
-        self.store: ObjectStore = store or store_from_uri(settings.store or "", **store_options(settings,
-                                                                                              settings.store or ""))
+        # `is None`, not `or`: an empty MemoryStore is falsy (it has a __len__)
+        self.store: ObjectStore = store if store is not None else store_from_uri(
+            settings.store or "", **store_options(settings, settings.store or ""))
         """Built now (no I/O yet), so the admin API can hold it; `start` proves it works."""
         self.anchor: ObjectStore | None = None
         self.spool: Spool | None = None
@@ -88,6 +83,8 @@ class AuditLog:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._digest_task: asyncio.Task[None] | None = None
         self._digest_lock = asyncio.Lock()
+        self.on_digest: Callable[[dict[str, Any]], None] | None = None
+        """Called with every published digest (the `audit.digest` webhook)."""
         self.recovered = 0
         """Exchanges a previous process left open, sealed as `incomplete` records at start-up."""
         self._store_head = None
@@ -153,6 +150,10 @@ class AuditLog:
                 log.warning("audit_spool_not_drained", backlog=self.spool.entries if self.spool else None,
                             detail="the rest ships at next start")
             await self.uploader.stop()
+        close_heads = getattr(self.chain.heads, "close", None) if self.chain else None
+        if close_heads is not None:
+            with contextlib.suppress(Exception):
+                await close_heads()
         if self.journal is not None:
             await self.journal.close()
         if self.spool is not None:
@@ -405,6 +406,8 @@ class AuditLog:
                     log.warning("audit_digest_deferred", detail="records not stored yet (store unreachable?)")
                     return None
             digest = await self.digests.publish(self.store, snap)
+        if self.on_digest is not None:
+            self.on_digest(digest)
         if self.anchor is not None:
             try:
                 await self.anchor.put_if_absent(layout.digest_key(digest["stream_id"], digest["digest_seq"]),

@@ -6,7 +6,9 @@ filter — through the chain's `on_output` / `on_finish` hooks, so replay reprod
 chunk, with each chunk's time since the first one.
 
 - `on_request` (admission + strict journaling): a full spool refuses the exchange (503 audit_unavailable) before
-  anything is forwarded; under `durability: strict` the request part is fsynced first.
+  anything is forwarded, and so does a session whose chain head cannot be looked up (the store is down and the
+  session was not chained since this process started); under `durability: strict` the request part is fsynced
+  first.
 - `on_output`: appends the chunk; while a response streams, strict mode journals new chunks every
   `journal_interval_s` so a crash keeps them.
 - `on_finish`: seals and spools the record (strict: waits for its fsync) before the response may end; failure →
@@ -75,6 +77,11 @@ class AuditFilter(Filter):
         except GatewayError as err:
             return Respond(err)
         rec = self._state(ex)
+        try:
+            await self.log.prepare(ex.session_id, new_session=ex.session_assigned)
+        except GatewayError as err:
+            rec.finished = True  # its record could not be chained either: refused unrecorded, like a full spool
+            return Respond(err)
         rec.admitted = True
         self._mask_request(ex, rec)
         if self.log.strict:

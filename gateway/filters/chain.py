@@ -7,7 +7,8 @@ passes upstream bytes through untouched.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 
 import structlog
 
@@ -18,6 +19,8 @@ from gateway.exchange import Exchange
 from gateway.filters.base import Continue, Filter, Park, Respond, Verdict
 
 log = structlog.get_logger("gateway.chain")
+
+Hold = Callable[[], AbstractAsyncContextManager[None]]
 
 
 class FilterChain:
@@ -31,12 +34,17 @@ class FilterChain:
     def names(self) -> list[str]:
         return [f.name for f in self.filters]
 
-    async def run_request(self, ex: Exchange) -> None:
-        """Run request hooks in order. Raises GatewayError when a filter answers locally."""
+    async def run_request(self, ex: Exchange, hold: Hold | None = None) -> None:
+        """Run request hooks in order. Raises GatewayError when a filter answers locally. `hold` is entered for
+        the time a filter keeps the exchange parked (the proxy uses it to keep a streaming client's line alive)."""
         for flt in self.filters:
             verdict = await flt.on_request(ex)
             while isinstance(verdict, Park):
-                verdict = await self._wait(ex, flt, verdict)
+                if hold is None:
+                    verdict = await self._wait(ex, flt, verdict)
+                else:
+                    async with hold():
+                        verdict = await self._wait(ex, flt, verdict)
             if isinstance(verdict, Respond):
                 raise verdict.error
             if not isinstance(verdict, Continue):

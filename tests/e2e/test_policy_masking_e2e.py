@@ -34,7 +34,8 @@ def _prefix_leaks(text: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def masked_gateway(issuer, backend):
-    proc, url = start_gateway(gateway_config(issuer.url, backend, policies={"path": str(POLICIES)}))
+    proc, url = start_gateway(gateway_config(issuer.url, backend, policies={"path": str(POLICIES)},
+                                             approvals={"hold_s": 0.3}))
     yield url
     proc.stop()
 
@@ -108,12 +109,15 @@ async def test_secret_in_prompt_is_denied_in_the_clients_dialect(masked_gateway,
     assert await backend_last(backend) == before  # nothing was forwarded
 
 
-async def test_customer_data_is_not_forwarded_without_an_approval_service(masked_gateway, issuer, http):
+async def test_customer_data_waits_for_approval_and_is_not_forwarded(masked_gateway, issuer, http, backend):
+    before = await backend_last(backend)
     headers = {"Authorization": f"Bearer {issuer.mint('carol', ['support'])}"}
     async with http.post(masked_gateway + "/v1/chat/completions", headers=headers,
                          json={**CHAT, "messages": [{"role": "user", "content": "Why was CUST-00412345 billed?"}]}) as r:
         body = await r.json()
-    assert r.status == 503 and body["error"]["code"] == "approval_unavailable"
+    assert r.status == 403 and body["error"]["code"] == "approval_pending" and body["error"]["approval_id"]
+    assert int(r.headers["Retry-After"]) > 0
+    assert await backend_last(backend) == before  # nothing was forwarded
     privacy = {"Authorization": f"Bearer {issuer.mint('dana', ['privacy-team'])}"}
     async with http.post(masked_gateway + "/v1/chat/completions", headers=privacy,
                          json={**CHAT, "messages": [{"role": "user", "content": "Why was CUST-00412345 billed?"}]}) as r:
