@@ -116,10 +116,16 @@ async def _lifecycle(app: web.Application):
     if store is not None and app[SETTINGS].policies.reload_s > 0:
         store.start()
     audit = app.get(AUDIT)
-    if audit is not None:
-        await audit.start()  # AuditStartupError: the process refuses to start
-        app[ADMIN].public_keys.append(audit.public_key)
-    await app[SERVICES].start()
+    try:
+        if audit is not None:
+            await audit.start()  # AuditStartupError: the process refuses to start
+            app[ADMIN].public_keys.append(audit.public_key)
+        await app[SERVICES].start()
+    except BaseException:
+        await app[VERIFIER].close()
+        await idp_session.close()
+        await app[FORWARDER].close()
+        raise
     yield
     await app[SERVICES].stop()
     if store is not None:

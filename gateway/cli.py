@@ -73,6 +73,8 @@ def _dev(args: argparse.Namespace) -> int:
 def _audit_verify(args: argparse.Namespace) -> int:
     from gateway.audit import cli as audit_cli
 
+    audit_cli.S3_OPTIONS.update(endpoint_url=args.s3_endpoint, region=args.s3_region)
+
     return audit_cli.verify(args.store, session=args.session, public_key_files=args.public_key,
                             anchor_file=args.anchor, out=sys.stdout, err=sys.stderr)
 
@@ -80,14 +82,24 @@ def _audit_verify(args: argparse.Namespace) -> int:
 def _audit_export(args: argparse.Namespace) -> int:
     from gateway.audit import cli as audit_cli
 
+    audit_cli.S3_OPTIONS.update(endpoint_url=args.s3_endpoint, region=args.s3_region)
+
     return audit_cli.export(args.store, args.session, args.output, public_key_files=args.public_key, err=sys.stderr)
 
 
 def _replay(args: argparse.Namespace) -> int:
     from gateway.audit import cli as audit_cli
 
+    audit_cli.S3_OPTIONS.update(endpoint_url=args.s3_endpoint, region=args.s3_region)
+
     return audit_cli.replay(args.store, args.session, speed=args.speed, fmt=args.format,
                             out=sys.stdout.buffer, err=sys.stderr)
+
+
+def _s3_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint (path-style addressing); "
+                   "credentials come from the standard AWS environment variables or files")
+    p.add_argument("--s3-region", metavar="REGION")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,18 +130,21 @@ def build_parser() -> argparse.ArgumentParser:
     averify.add_argument("--session", help="verify only this session's records")
     averify.add_argument("--public-key", action="append", default=[], metavar="FILE")
     averify.add_argument("--anchor", metavar="FILE", help="latest digest(s) held outside the store")
+    _s3_flags(averify)
     averify.set_defaults(func=_audit_verify)
     aexport = audit_sub.add_parser("export", help="write a session's evidence bundle (tar)")
     aexport.add_argument("--store", required=True)
     aexport.add_argument("session", metavar="SESSION")
     aexport.add_argument("-o", "--output", required=True, metavar="FILE")
     aexport.add_argument("--public-key", action="append", default=[], metavar="FILE")
+    _s3_flags(aexport)
     aexport.set_defaults(func=_audit_export)
     replay = sub.add_parser("replay", help="replay a session's masked responses")
     replay.add_argument("--store", required=True)
     replay.add_argument("session", metavar="SESSION")
     replay.add_argument("--speed", type=float, default=1.0, help="1 = original timing, 0 = no delays")
     replay.add_argument("--format", choices=("sse", "json", "text"), default="sse")
+    _s3_flags(replay)
     replay.set_defaults(func=_replay)
 
     dev = sub.add_parser("dev", help="everything local for a first look: gateway, dev IdP, demo backend")

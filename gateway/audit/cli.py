@@ -161,11 +161,16 @@ async def verify_session(
 
 
 # -- helpers ------------------------------------------------------------------------------------------------------
+S3_OPTIONS: dict[str, Any] = {}
+"""`--s3-endpoint` / `--s3-region` of the command line (credentials: the standard AWS environment/files)."""
+
+
 def _open(store_uri: str) -> tuple[ObjectStore, BundleStore | None]:
     if is_bundle_uri(store_uri):
         b = open_bundle(store_uri)
         return b, b
-    return store_from_uri(store_uri), None
+    options = {k: v for k, v in S3_OPTIONS.items() if v} if store_uri.startswith("s3://") else {}
+    return store_from_uri(store_uri, **options), None
 
 
 def _load_keys(files: Iterable[str]) -> list[Ed25519PublicKey]:

@@ -168,5 +168,9 @@ class Uploader:
     async def _sleep(self, seconds: float) -> None:
         """Back off, but not past a `wake()` — a caller that knows the store is back can cut it short."""
         self._kick.clear()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._kick.wait(), seconds)
+        # asyncio.wait, not wait_for: on Python 3.11 wait_for can swallow a cancellation (stop() would then hang)
+        waiter = asyncio.ensure_future(self._kick.wait())
+        try:
+            await asyncio.wait({waiter}, timeout=seconds)
+        finally:
+            waiter.cancel()

@@ -176,3 +176,21 @@ async def test_seaweed_outage_while_appending(tmp_path, seaweed):
     await up.stop()
     await sp.close()
     await store.close()
+
+
+async def test_stop_right_after_a_drain_that_gave_up_does_not_hang(tmp_path):
+    # store down, drain time 0: drain() wakes the backoff just before stop() cancels it (a cancellation that
+    # asyncio.wait_for swallowed on Python 3.11, so stop() hung forever)
+    spool = Spool(tmp_path / "spool", max_bytes=1 << 20, fsync=False)
+    store = FlakyStore(MemoryStore(), fail=10**9)
+    up = Uploader(spool, store, retry_initial_s=0.05, retry_max_s=0.2)
+    up.start()
+    await spool.append(objs(0))
+    await asyncio.sleep(0.2)
+    for _ in range(20):
+        assert await up.drain(0) is False
+        await asyncio.wait_for(up.stop(), 2)
+        up.start()
+        await asyncio.sleep(0.01)
+    await asyncio.wait_for(up.stop(), 2)
+    await spool.close()

@@ -169,13 +169,13 @@ def two_gateways(issuer, backend, redis_url, seaweed, tmp_path):
         proc, url = start_gateway(cfg)
         procs.append(proc)
         urls.append(url)
-    yield urls, prefix
+    yield urls, prefix, [tmp_path / "key-a.pem.pub", tmp_path / "key-b.pem.pub"]
     for proc in procs:
         proc.stop()
 
 
 async def test_parked_on_a_approved_through_b_completes_on_a_and_is_recorded(two_gateways, issuer, http, seaweed):
-    (a, b), prefix = two_gateways
+    (a, b), prefix, _ = two_gateways
     body = chat("Replica question about CUST-00477777")
     task = asyncio.create_task(post(http, a, body, {**bearer(issuer, "gina"), "X-Session-Id": "sess-ab"}))
     bob = bearer(issuer, "bob", "sre-approvers")
@@ -214,11 +214,26 @@ async def test_parked_on_a_approved_through_b_completes_on_a_and_is_recorded(two
         assert len({r.stream_id for r in recs}) == 2
     finally:
         await store.close()
+    # an investigator verifies the shared store from the command line (both writers' streams, both keys)
+    await asyncio.sleep(1.5)  # both streams have signed a digest covering these records
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": seaweed.access_key, "AWS_SECRET_ACCESS_KEY": seaweed.secret_key}
+    keys = [str(p) for p in two_gateways[2]]
+    cmd = [sys.executable, "-m", "gateway.cli", "audit", "verify", "--store", f"s3://{seaweed.bucket}/{prefix}",
+           "--s3-endpoint", seaweed.endpoint, "--s3-region", seaweed.region]
+    for key in keys:
+        cmd += ["--public-key", key]
+    out = await asyncio.to_thread(subprocess.run, cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.strip().splitlines()[-1].endswith("valid") and "INVALID" not in out.stdout
 
 
 async def test_redis_killed_while_parked_gives_503_and_nothing_forwarded(two_gateways, issuer, http, backend,
                                                                          redis_server):
-    (a, _), _ = two_gateways
+    (a, _), _, _ = two_gateways
     before = await backend_last(backend)
     task = asyncio.create_task(post(http, a, chat("Outage CUST-00466666"), bearer(issuer, "hank")))
     await asyncio.sleep(0.5)

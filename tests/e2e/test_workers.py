@@ -39,6 +39,7 @@ def test_workers_without_shared_state_refuse_to_start(issuer, backend):
 def test_two_workers_serve_share_revocations_and_stop_together(issuer, backend, redis_server):
     redis_server.start()
     cfg = gateway_config(issuer.url, backend, revocations={"backend": "redis", "redis_url": redis_server.url},
+                         approvals={"backend": "redis", "redis_url": redis_server.url},
                          admin={"admin_groups": ["gateway-admins"]})
     proc = Proc([sys.executable, "-m", "gateway.cli", "serve", "--workers", "2", "--config", write_config(cfg)],
                 name="gateway-workers")
