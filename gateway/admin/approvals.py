@@ -87,14 +87,9 @@ async def describe_decision(request: web.Request) -> dict[str, Any]:
           describe=describe_decision)
 async def decide(request: web.Request, call: AdminCall) -> web.StreamResponse:
     params.check_query(request.query, ())
-    raw = await request.read()
-    if len(raw) > MAX_BODY:
-        raise GatewayError(413, "payload_too_large", f"A decision is at most {MAX_BODY} bytes.")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise _bad('Send a JSON object: {"decision": "approve"|"deny", "reason": "..."}.') from None
-    if not isinstance(body, dict) or set(body) - {"decision", "reason"}:
+    body = await params.json_object(request, max_bytes=MAX_BODY,
+                                    usage='{"decision": "approve"|"deny", "reason": "..."}')
+    if set(body) - {"decision", "reason"}:
         raise _bad('The body takes exactly "decision" and an optional "reason".')
     decision, reason = body.get("decision"), body.get("reason", "")
     if decision not in ("approve", "deny"):

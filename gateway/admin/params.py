@@ -10,9 +10,12 @@ import binascii
 import math
 import re
 from collections.abc import Collection
+from typing import Any
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 
+import orjson
+from aiohttp import web
 from multidict import MultiDictProxy
 
 from gateway.admin.errors import invalid_param
@@ -118,3 +121,20 @@ def decode_cursor(cursor: str) -> str:
     if layout.parse_catalog_key(key) is None:
         raise invalid_param("cursor", "cursor must be the `next` value of a previous GET /admin/sessions answer.")
     return key
+
+
+async def json_object(request: web.Request, *, max_bytes: int, usage: str) -> dict[str, Any]:
+    """The request body as a JSON object (at most `max_bytes`), else 413 / 400 saying what to send (`usage`).
+    Read with `request.read()`, which aiohttp caches, so an audit `describe` hook may have read it first."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise GatewayError(413, "payload_too_large", f"The request body is limited to {max_bytes} bytes.")
+    raw = await request.read()
+    if len(raw) > max_bytes:
+        raise GatewayError(413, "payload_too_large", f"The request body is limited to {max_bytes} bytes.")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict):
+        raise GatewayError(400, "invalid_request", f"Send a JSON object: {usage}.")
+    return body

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from gateway.admin import params
@@ -35,19 +34,6 @@ def _unavailable() -> GatewayError:
                         "changed. Retry shortly.", headers={"Retry-After": "2"})
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise GatewayError(413, "payload_too_large", f"A revocation request is at most {MAX_BODY} bytes.")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise _bad('Send a JSON object: {"subject"|"client_id"|"jti": "...", "reason": "...", "ttl_s": N}.') from None
-    if not isinstance(body, dict):
-        raise _bad("The body must be a JSON object.")
-    return body
-
-
 async def describe_create(request: web.Request) -> dict[str, Any]:
     """What the admin record of a POST holds: which kind was revoked, never the value (a raw jti is a secret)."""
     return {"path": request.path}
@@ -56,7 +42,8 @@ async def describe_create(request: web.Request) -> dict[str, Any]:
 @endpoint("POST", "/admin/revocations", action="revocations.create", role=Role.ADMIN, describe=describe_create)
 async def create(request: web.Request, call: AdminCall) -> web.StreamResponse:
     params.check_query(request.query, ())
-    body = await _body(request)
+    body = await params.json_object(
+        request, max_bytes=MAX_BODY, usage='{"subject"|"client_id"|"jti": "...", "reason": "...", "ttl_s": N}')
     named = [k for k in KINDS if k in body]
     if len(named) != 1:
         raise _bad("Name exactly one of subject, client_id or jti.")
