@@ -35,11 +35,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PATH="/opt/venv/bin:${PATH}"
 
-# Fixed UID/GID so Kubernetes runAsUser/fsGroup and volume ownership can rely on them.
+# Fixed UID/GID so Kubernetes runAsUser/fsGroup and volume ownership can rely on them. /var/lib/gateway holds the
+# audit spool (and, where it is generated, the signing key): a fresh named volume mounted there starts with this
+# ownership, so the unprivileged user can write to it without any chown at run time.
 RUN groupadd --system --gid 10001 gateway \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin gateway \
- && mkdir -p /etc/gateway
+ && mkdir -p /etc/gateway /var/lib/gateway \
+ && chown 10001:10001 /var/lib/gateway \
+ && chmod 0750 /var/lib/gateway
 
 COPY --from=builder /opt/venv /opt/venv
 

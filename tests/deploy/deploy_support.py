@@ -17,8 +17,14 @@ DOCKERIGNORE = REPO / ".dockerignore"
 DEPLOY = REPO / "deploy"
 EXAMPLE_CONFIG = DEPLOY / "gateway.example.yaml"
 K8S_DIR = DEPLOY / "kubernetes"
+K8S_TEMPLATES = K8S_DIR / "templates"
+"""Manifests to fill in before use (the Secret); `kubectl apply -f deploy/kubernetes/` does not recurse into it."""
 COMPOSE_FILE = DEPLOY / "compose.yaml"
+HAPROXY_CFG = DEPLOY / "lb" / "haproxy.cfg"
+POLICIES = REPO / "policies"
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
+GATEWAY_REPLICAS = ("gateway-a", "gateway-b")
+"""The compose services that run the gateway itself."""
 
 
 # ---- Dockerfile -------------------------------------------------------------------------------------------------
@@ -96,8 +102,11 @@ def env_pairs(args: str) -> dict[str, str]:
 # ---- YAML files ---------------------------------------------------------------------------------------------------
 
 def load_k8s_resources() -> list[tuple[Path, dict[str, Any]]]:
+    """Every manifest: deploy/kubernetes/*.yaml and the templates beside them."""
     resources = []
-    for path in sorted([*K8S_DIR.glob("*.yaml"), *K8S_DIR.glob("*.yml")]):
+    paths = sorted([*K8S_DIR.glob("*.yaml"), *K8S_DIR.glob("*.yml")])
+    paths += sorted([*K8S_TEMPLATES.glob("*.yaml"), *K8S_TEMPLATES.glob("*.yml")])
+    for path in paths:
         for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
             if doc:
                 resources.append((path, doc))
@@ -139,3 +148,88 @@ def k8s_quantity(value: str | int | float) -> float:
     match = _QUANTITY.match(str(value))
     assert match, f"not a quantity: {value!r}"
     return float(match[1]) * _SUFFIX[match[2]]
+
+
+# ---- the gateway's view of a deployment's configuration -------------------------------------------------------------
+
+def effective_config(config_text: str, env: dict[str, str]) -> dict[str, Any]:
+    """What `gateway serve` validates: the YAML file with the GATEWAY_* environment applied on top, using the
+    gateway's own override code (`gateway.config.apply_env_overrides`)."""
+    from gateway.config import apply_env_overrides
+
+    data = yaml.safe_load(config_text) or {}
+    apply_env_overrides(data, env)
+    return data
+
+
+def gateway_settings(config_text: str, env: dict[str, str]):
+    """`effective_config` validated by `gateway.config.Settings` (pydantic), exactly as at start-up."""
+    from gateway.config import Settings
+
+    return Settings.model_validate(effective_config(config_text, env))
+
+
+def compose_env(service: dict[str, Any]) -> dict[str, str]:
+    """A compose service's environment entries that have a value (a bare `KEY:` passes the host's variable
+    through, if set)."""
+    env = service.get("environment", {})
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, None) for item in env)
+    return {k: str(v) for k, v in env.items() if v is not None}
+
+
+def compose_mounts(service: dict[str, Any]) -> dict[str, tuple[str, bool]]:
+    """Short-syntax volumes of a compose service: container path -> (source, read_only). A source starting with
+    `.` is a bind mount relative to the compose file; anything else names a volume."""
+    mounts = {}
+    for entry in service.get("volumes", []):
+        source, target, *mode = entry.split(":")
+        mounts[target] = (source, "ro" in (mode[0].split(",") if mode else []))
+    return mounts
+
+
+def flag_value(argv: list[str], flag: str) -> str | None:
+    """`-flag=value` / `--flag=value` / `--flag value` in an argv list."""
+    for i, arg in enumerate(argv):
+        if arg == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(flag + "="):
+            return arg[len(flag) + 1:]
+    return None
+
+
+# ---- HAProxy configuration ------------------------------------------------------------------------------------------
+
+@dataclass
+class HaproxySection:
+    kind: str
+    """`global`, `defaults`, `frontend`, `backend`, `resolvers`, ..."""
+    name: str
+    lines: list[str]
+    """Directives with comments and surrounding blanks removed, whitespace collapsed."""
+
+    def has(self, *words: str) -> bool:
+        return any(line.split()[:len(words)] == list(words) for line in self.lines)
+
+    def values(self, *words: str) -> list[list[str]]:
+        """The words after `words` for every directive starting with them."""
+        return [line.split()[len(words):] for line in self.lines if line.split()[:len(words)] == list(words)]
+
+
+_SECTION_KEYWORDS = {"global", "defaults", "frontend", "backend", "listen", "resolvers", "peers", "userlist",
+                     "mailers", "program", "http-errors", "cache", "ring"}
+
+
+def parse_haproxy(text: str) -> list[HaproxySection]:
+    sections: list[HaproxySection] = []
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        words = line.split()
+        if words[0] in _SECTION_KEYWORDS and not raw[:1].isspace():
+            sections.append(HaproxySection(words[0], words[1] if len(words) > 1 else "", []))
+            continue
+        assert sections, f"directive outside any section: {raw!r}"
+        sections[-1].lines.append(" ".join(words))
+    return sections

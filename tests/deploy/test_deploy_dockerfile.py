@@ -17,8 +17,10 @@ from deploy_support import (
     DOCKERFILE,
     DOCKERIGNORE,
     EXAMPLE_CONFIG,
+    GATEWAY_REPLICAS,
     REPO,
     Instruction,
+    compose_mounts,
     env_pairs,
     unused_port,
 )
@@ -142,13 +144,28 @@ def test_entrypoint_and_cmd_match_the_kubernetes_and_compose_config_mounts(
     projected = {item["path"]: item["key"] for item in cm.get("items", [])} or {k: k for k in k8s["ConfigMap"]["data"]}
     assert projected.get(config_path.name) in k8s["ConfigMap"]["data"]
 
-    gateway = compose["services"]["gateway"]
-    assert gateway.get("command", cmd) == cmd
-    targets = {}
-    for vol in gateway["volumes"]:
-        source, target, *_ = vol.split(":")
-        targets[target] = (COMPOSE_FILE.parent / source).resolve()
-    assert targets[str(config_path)] == EXAMPLE_CONFIG.resolve()
+    for name in GATEWAY_REPLICAS:
+        gateway = compose["services"][name]
+        assert "entrypoint" not in gateway and gateway.get("command", cmd) == cmd, name
+        targets = {}
+        for vol in gateway["volumes"]:
+            source, target, *_ = vol.split(":")
+            targets[target] = (COMPOSE_FILE.parent / source).resolve()
+        assert targets[str(config_path)] == EXAMPLE_CONFIG.resolve(), name
+
+
+def test_state_directory_belongs_to_the_runtime_user(final_stage: list[Instruction], compose: dict) -> None:
+    """A fresh named volume takes the ownership of the image directory it is mounted on: the replicas' spool volume
+    (compose) is writable by the unprivileged user only if the image creates that directory owned by it."""
+    uid, _, gid = _one(final_stage, "USER").args.partition(":")
+    runs = " && ".join(i.args for i in final_stage if i.keyword == "RUN")
+    targets = {target for name in GATEWAY_REPLICAS for target, (source, _) in
+               compose_mounts(compose["services"][name]).items() if not source.startswith(".")}
+    assert targets, "the replicas keep their spool on a named volume"
+    for target in targets:
+        assert re.search(rf"mkdir -p [^&;]*{re.escape(target)}(\s|$)", runs), f"the image does not create {target}"
+        owner = rf"chown (-R )?{uid}(:{gid or uid})? [^&;]*{re.escape(target)}(\s|$)"
+        assert re.search(owner, runs), f"{target} is not owned by {uid}"
 
 
 def test_python_env_and_pip_without_cache(dockerfile: list[Instruction], final_stage: list[Instruction]) -> None:
