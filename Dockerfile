@@ -1,8 +1,7 @@
 # reasoning-gateway container image.
 #
 #   docker build -t reasoning-gateway:0.1.0 .
-#   docker run --rm -p 8080:8080 -v "$PWD/deploy/gateway.example.yaml:/etc/gateway/gateway.yaml:ro" \
-#       reasoning-gateway:0.1.0
+#   docker compose -f deploy/compose.yaml up --build    # two replicas + LB + Redis + S3 + IdP + demo backend
 #
 # No configuration and no secret is baked in: mount the config at /etc/gateway/gateway.yaml (the Kubernetes
 # manifests mount a ConfigMap there) and pass secrets as GATEWAY_<SECTION>__<KEY> environment variables.

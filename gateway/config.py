@@ -250,7 +250,18 @@ def apply_env_overrides(data: dict[str, Any], env) -> None:
                 child = {}
                 node[part] = child
             node = child
-        try:
-            node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
-        except yaml.YAMLError:
-            node[parts[-1]] = raw
+        node[parts[-1]] = _env_value(raw)
+
+
+def _env_value(raw: str) -> Any:
+    """Numbers, booleans, lists and mappings are parsed as YAML; anything that YAML would read as text keeps its
+    exact characters (YAML would drop `#...` as a comment or eat `&anchor`s — wrong for secrets and URLs)."""
+    if raw == "":
+        return ""
+    try:
+        parsed = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+    if parsed is None and raw.strip() not in ("null", "Null", "NULL", "~"):
+        return raw
+    return raw if isinstance(parsed, str) else parsed

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -70,12 +71,21 @@ def load_private_key(path: str) -> Ed25519PrivateKey:
 
 
 def load_or_generate_private_key(path: str) -> Ed25519PrivateKey:
-    """The signing key at `path`, created on first use."""
-    if os.path.exists(path):
-        return load_private_key(path)
-    key = generate_key()
-    save_private_key(key, path)
-    return key
+    """The signing key at `path`, created on first use (`--workers N` may race to create it: the loser loads the
+    winner's key; a half-written file is waited for briefly)."""
+    if not os.path.exists(path):
+        key = generate_key()
+        try:
+            save_private_key(key, path)
+            return key
+        except FileExistsError:
+            pass
+    for _ in range(50):
+        try:
+            return load_private_key(path)
+        except ValueError:  # the other process is still writing it
+            time.sleep(0.02)
+    return load_private_key(path)
 
 
 def load_public_key(data: bytes | str) -> Ed25519PublicKey:

@@ -178,14 +178,21 @@ class AuditLog:
         self._lock_fd = fd
 
     def _write_public_key(self, key: Any) -> None:
+        """`<signing_key>.pub` for investigators. A read-only key directory (a mounted secret) is fine: the public
+        key is also served at /admin/audit/digest, so failing to write it only warns."""
         path = self.settings.signing_key + ".pub"
         pem = public_key_pem(key.public_key())
         with contextlib.suppress(OSError):
             with open(path, "rb") as f:
                 if f.read() == pem:
                     return
-        with open(path, "wb") as f:
-            f.write(pem)
+        try:
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with open(tmp, "wb") as f:
+                f.write(pem)
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("audit_public_key_not_written", path=path, error=exc.strerror)
 
     @property
     def public_key(self) -> Any:

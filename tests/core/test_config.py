@@ -53,3 +53,26 @@ def test_cli_refuses_to_start_with_invalid_config(tmp_path, capsys):
     code = main(["serve", "--config", str(_write(tmp_path, GOOD.replace("9001", "-1")))])
     assert code == 2
     assert "server.port" in capsys.readouterr().err
+
+
+def test_env_text_values_keep_their_exact_characters():
+    # YAML would read these as a comment, an anchor or truncated text: secrets and URLs must arrive as typed
+    from gateway.config import apply_env_overrides
+
+    data: dict = {}
+    apply_env_overrides(data, {"GATEWAY_AUDIT__S3__SECRET_ACCESS_KEY": "#abc&x y", "GATEWAY_UPSTREAM__URL":
+                               "http://h:1/p #frag", "GATEWAY_SERVER__PORT": "8081", "GATEWAY_AUTH__AUDIENCE": "[a, b]"})
+    assert data["audit"]["s3"]["secret_access_key"] == "#abc&x y"
+    assert data["upstream"]["url"] == "http://h:1/p #frag"
+    assert data["server"]["port"] == 8081 and data["auth"]["audience"] == ["a", "b"]
+
+
+def test_two_processes_creating_the_signing_key_agree(tmp_path):
+    import concurrent.futures
+
+    from gateway.audit.digest import key_id, load_or_generate_private_key
+
+    path = str(tmp_path / "k.pem")
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        keys = list(pool.map(lambda _: load_or_generate_private_key(path), range(8)))
+    assert len({key_id(k.public_key()) for k in keys}) == 1
