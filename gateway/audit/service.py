@@ -28,6 +28,7 @@ import structlog
 
 from gateway.audit import layout
 from gateway.audit.canonical import canonical_bytes
+from gateway.audit.closing import StreamRegistry, close_stream
 from gateway.audit.chain import Head, MemorySessionHeads, SessionHeads, StreamChain, objects_for, store_head_loader
 from gateway.audit.digest import DigestWriter, key_id, load_or_generate_private_key, public_key_pem
 from gateway.audit.journal import Journal, OpenExchange
@@ -83,6 +84,8 @@ class AuditLog:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._digest_task: asyncio.Task[None] | None = None
         self._digest_lock = asyncio.Lock()
+        self._closer: asyncio.Task[None] | None = None
+        self._registry: StreamRegistry | None = None
         self.on_digest: Callable[[dict[str, Any]], None] | None = None
         """Called with every published digest (the `audit.digest` webhook)."""
         self.recovered = 0
@@ -126,6 +129,11 @@ class AuditLog:
         self.digests = DigestWriter(self.chain, key)
         self.uploader = Uploader(self.spool, self.store, batch=s.upload_batch, concurrency=s.upload_concurrency)
         self.uploader.start()  # ships first whatever a previous process left in the spool
+        self._registry = StreamRegistry(self.spool_dir)
+        unclosed = self._registry.open_streams()
+        self._registry.add(self.chain.stream_id)
+        if unclosed:
+            self._closer = asyncio.create_task(self._close_streams(unclosed, key), name="audit-close-streams")
         if self.journal is not None:
             await self._recover(open_exchanges, spooled_ids)
         self._digest_task = asyncio.create_task(self._digest_loop(), name="audit-digests")
@@ -142,10 +150,15 @@ class AuditLog:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await task
         if self.uploader is not None:
+            if self._closer is not None:
+                self._closer.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._closer
             drained = await self.uploader.drain(self.settings.shutdown_drain_s)
             if drained:
                 with contextlib.suppress(Exception):
-                    await self.publish_digest(wait_s=1.0)
+                    if await self.publish_digest(wait_s=1.0) is not None and self.chain is not None:
+                        self._registry.remove(self.chain.stream_id)  # closed cleanly: nothing left to anchor
             else:
                 log.warning("audit_spool_not_drained", backlog=self.spool.entries if self.spool else None,
                             detail="the rest ships at next start")
@@ -251,6 +264,21 @@ class AuditLog:
         if spooled is not None:
             return spooled
         return await self._store_head(session_id)
+
+    async def _close_streams(self, stream_ids: list[str], key: Any) -> None:
+        """Streams of earlier processes on this spool directory that never signed a final digest (killed): once
+        what they spooled is stored, sign the digest each would have written at shutdown (see `closing`)."""
+        while self.spool is not None and self.spool.entries > 0:
+            await asyncio.sleep(0.2)
+        for stream_id in stream_ids:
+            try:
+                digest = await close_stream(self.store, stream_id, key)
+            except Exception as exc:  # noqa: BLE001 - retried at the next start; the verifier reports the tail
+                log.warning("audit_stream_not_closed", stream_id=stream_id, error=f"{type(exc).__name__}: {exc}")
+                continue
+            log.info("audit_stream_closed", stream_id=stream_id,
+                     last_seq=digest["last_seq"] if digest else None)
+            self._registry.remove(stream_id)
 
     def _scan_spool(self, record_ids: set[str]) -> set[str]:
         """One pass over what a previous process left in the record spool: collects every session's newest index
