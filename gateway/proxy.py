@@ -21,6 +21,7 @@ from gateway.forwarder import Forwarder, iter_body, upstream_error
 from gateway.headers import client_response_headers, inbound_headers
 from gateway.metrics import Metrics
 from gateway.paths import bad_request, check_proxy_path, check_session_id
+from gateway.revocation.errors import token_revoked
 from gateway.revocation.live import LiveExchanges
 
 log = structlog.get_logger("gateway.access")
@@ -130,6 +131,9 @@ class ProxyHandler:
     async def _fail(
         self, request: web.Request, ex: Exchange, err: GatewayError, response: web.StreamResponse | None
     ) -> web.StreamResponse:
+        if (response is None or not response.prepared) and err is ex.annotations.get(TERMINATED) \
+                and err.code == "stream_terminated":
+            err = token_revoked()  # revoked before anything was sent: answer as a new request would be
         ex.error = err
         if ex.decision == "allow":
             ex.decision = "error"

@@ -37,7 +37,7 @@ class RedisApprovalStore(BaseApprovalStore):
     """Idle time on the subscription before it is PINGed (and, without an answer, as long again: dropped)."""
 
     def __init__(self, url: str, *, ttl_s: float = 3600.0, grant_ttl_s: float = 600.0, retention_s: float = 86400.0,
-                 prefix: str = "gw:approvals:", timeout_s: float = 2.0, max_connections: int = 32,
+                 prefix: str = "gw:approvals:", timeout_s: float = 2.0, max_connections: int = 64,
                  on_event: EventHook | None = None, clock: Callable[[], float] = time.time) -> None:
         super().__init__(grant_ttl_s, on_event, clock)
         self.keys = Keys(prefix)
@@ -48,7 +48,9 @@ class RedisApprovalStore(BaseApprovalStore):
         # A blocking pool: a thousand parked requests re-reading at once queue for a few connections instead of
         # failing with "too many connections". One quick retry lets a pooled connection that died with a Redis
         # restart reconnect; no backoff, so an outage is reported within the timeout, not after seconds of sleep.
-        pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=timeout_s,
+        # Waiting for a free connection is not an outage (the socket timeouts catch those): a burst of a thousand
+        # requests on a busy machine queued longer than `timeout_s` and got 503s with Redis healthy.
+        pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=max(10 * timeout_s, 10.0),
                                                retry=Retry(NoBackoff(), 1), **opts)
         self._client = Redis(connection_pool=pool)
         # The subscriber never retries by itself: a silent resubscribe would hide lost messages from us.
