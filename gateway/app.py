@@ -18,7 +18,6 @@ from gateway.admin import approvals as approval_endpoints
 from gateway.admin import revocations as revocation_endpoints
 from gateway.admin.console import console_routes
 from gateway.audit.chain import store_head_loader
-from gateway.audit.redis_heads import RedisSessionHeads
 from gateway.audit.service import AuditLog, store_options
 from gateway.audit.store import store_from_uri
 from gateway.filters.auth import AuthFilter
@@ -179,6 +178,8 @@ def build_audit(settings: Settings) -> AuditLog | None:
     heads = None
     url = redis_url(settings)
     if url:
+        from gateway.audit.redis_heads import RedisSessionHeads  # Redis client: imported only when used
+
         heads = RedisSessionHeads(url, recover=store_head_loader(store))
     spool_dir = settings.audit.spool_dir
     worker = os.environ.get("GATEWAY_WORKER_INDEX")

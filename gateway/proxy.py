@@ -177,16 +177,21 @@ class ProxyHandler:
         if streaming:
             self.metrics.active_streams.inc()
         try:
-            async for chunk in _until_terminated(ex, iter_body(upstream)):
-                out = transform.feed(chunk, False)
-                if out:
-                    if not response.prepared:
-                        await response.prepare(request)
-                        ex.mark("first_byte")
-                    if recording:
-                        self.chain.run_output(ex, out)
-                    await response.write(out)
-                    ex.bytes_out += len(out)
+            try:
+                async for chunk in iter_body(upstream):
+                    out = transform.feed(chunk, False)
+                    if out:
+                        if not response.prepared:
+                            await response.prepare(request)
+                            ex.mark("first_byte")
+                        if recording:
+                            self.chain.run_output(ex, out)
+                        await response.write(out)
+                        ex.bytes_out += len(out)
+            except GatewayError:
+                _raise_if_terminated(ex)  # a closed upstream surfaces as upstream_error: report why it was closed
+                raise
+            _raise_if_terminated(ex)
             tail = transform.feed(b"", True)
             if recording:
                 if tail:
@@ -333,17 +338,6 @@ def _raise_if_terminated(ex: Exchange) -> None:
     if err is not None:
         ex.decision = "terminated"
         raise err
-
-
-async def _until_terminated(ex: Exchange, chunks):
-    try:
-        async for chunk in chunks:
-            _raise_if_terminated(ex)
-            yield chunk
-    except GatewayError:
-        _raise_if_terminated(ex)  # the closed upstream surfaces as upstream_error: report why it was closed
-        raise
-    _raise_if_terminated(ex)
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:

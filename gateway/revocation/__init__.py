@@ -11,7 +11,6 @@ from gateway.revocation.errors import RevocationStoreUnavailable, revocations_st
 from gateway.revocation.live import LiveExchanges, Terminate
 from gateway.revocation.mirror import Listener
 from gateway.revocation.model import KINDS, InvalidRevocation, Kind, Revocation, jti_hash, principal_keys
-from gateway.revocation.redis_store import RedisRevocationStore
 from gateway.revocation.settings import RevocationSettings
 from gateway.revocation.store import (
     EVENT_CREATED,
@@ -30,7 +29,18 @@ def build_store(settings: RevocationSettings, *, redis_url: str | None = None,
     url = settings.redis_url or redis_url
     if not url:
         raise ValueError("revocations.backend is redis but no redis_url is configured")
+    from gateway.revocation.redis_store import RedisRevocationStore
+
     return RedisRevocationStore(url, settings, on_event=on_event)
+
+
+def __getattr__(name: str):
+    # the Redis client is imported only when a Redis store is used (it costs start-up time otherwise)
+    if name == "RedisRevocationStore":
+        from gateway.revocation.redis_store import RedisRevocationStore
+
+        return RedisRevocationStore
+    raise AttributeError(name)
 
 
 __all__ = [
