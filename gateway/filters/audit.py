@@ -85,10 +85,12 @@ class AuditFilter(Filter):
         rec.admitted = True
         self._mask_request(ex, rec)
         if self.log.strict:
+            ex.mark("audit_journal_start")
             try:
                 await self.log.begin(ex.request_id, self._body(ex, rec).model_dump(mode="python"))
             except GatewayError as err:
                 return Respond(err)
+            ex.mark("audit_journaled")
         return CONTINUE
 
     # -- response -----------------------------------------------------------------------------------------------
@@ -117,7 +119,9 @@ class AuditFilter(Filter):
             return
         rec = self._state(ex)
         rec.finished = True
+        ex.mark("audit_commit_start")
         await self.log.commit(self._final_body(ex, rec), admitted=rec.admitted, new_session=ex.session_assigned)
+        ex.mark("audit_recorded")
 
     def on_complete(self, ex: Exchange) -> None:
         rec = ex.annotations.get(STATE)
