@@ -36,7 +36,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.loadgen import CHAT_BODY, percentile
-from bench.procs import Child, Loadgen, cpu_seconds, rss_bytes
+from bench.procs import Child, Loadgen, cpu_seconds, rss_bytes, run_and_save, stop_all
 from bench.run import (
     CHAT,
     POLICIES,
@@ -495,11 +495,7 @@ async def run(args: argparse.Namespace) -> dict:
                                                                      sizes["revocations"], 0)
                 results["stream_cut"] = await stream_cut(http, a, b, issuer, admin, sizes["stream_cuts"], 0)
         finally:
-            await loadgen.stop()
-            for child in reversed(children):
-                await child.stop()
-            if issuer is not None:
-                await issuer.stop()
+            await stop_all(loadgen, children, issuer)
     results["loadavg_end"] = loadavg()
     results["runtime_s"] = time.perf_counter() - started
     results["checks"] = checks(results)
@@ -615,12 +611,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--revocations", type=int, help="subjects revoked for the propagation figure")
     p.add_argument("--out")
     args = p.parse_args(argv)
-    try:
-        results = asyncio.run(run(args))
-    except GatewayUnavailable as exc:
-        raise SystemExit(f"approvals-bench: {exc}") from None
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2, default=str))
+    results = run_and_save("approvals-bench", run, args, GatewayUnavailable)
     if not all(c["pass"] for c in results["checks"]):
         raise SystemExit(1)
 

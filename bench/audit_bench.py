@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import sys
@@ -27,11 +26,10 @@ from pathlib import Path
 import aiohttp
 
 from bench.loadgen import CHAT_BODY
-from bench.procs import Loadgen
+from bench.procs import Loadgen, run_and_save, stop_all
 from bench.run import (
     CHAT,
     POLICIES,
-    STREAM_BODY,
     GatewayUnavailable,
     Plan,
     Target,
@@ -154,11 +152,7 @@ async def run(args: argparse.Namespace) -> dict:
                     rounds.append(rnd)
                     print(f"audit-bench: round {r + 1}/{plan.rounds} done", file=sys.stderr)
         finally:
-            await loadgen.stop()
-            for child in reversed(children):
-                await child.stop()
-            if issuer is not None:
-                await issuer.stop()
+            await stop_all(loadgen, children, issuer)
     return summarize(rounds, plan)
 
 
@@ -202,12 +196,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="s3: SeaweedFS on loopback (default); file: a local directory (no network)")
     p.add_argument("--out")
     args = p.parse_args(argv)
-    try:
-        results = asyncio.run(run(args))
-    except GatewayUnavailable as exc:
-        raise SystemExit(f"audit-bench: {exc}") from None
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2, default=str))
+    run_and_save("audit-bench", run, args, GatewayUnavailable)
 
 
 if __name__ == "__main__":

@@ -178,3 +178,27 @@ class Loadgen:
             except asyncio.TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
+
+
+async def stop_all(loadgen: "Loadgen", children: list["Child"], issuer=None) -> None:
+    """Tear a benchmark down: the load generator, then every child (last started first), then the in-process IdP."""
+    await loadgen.stop()
+    for child in reversed(children):
+        await child.stop()
+    if issuer is not None:
+        await issuer.stop()
+
+
+def run_and_save(name: str, run, args, unavailable: type[Exception]) -> dict:
+    """`asyncio.run(run(args))`, exit with a one-line reason if a target cannot start, write `--out` JSON."""
+    import asyncio
+    import json
+    from pathlib import Path
+
+    try:
+        results = asyncio.run(run(args))
+    except unavailable as exc:
+        raise SystemExit(f"{name}: {exc}") from None
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2, default=str))
+    return results

@@ -26,7 +26,7 @@ import yaml
 
 from bench import report
 from bench.loadgen import CHAT_BODY
-from bench.procs import Child, Loadgen, cpu_seconds, free_port, rss_bytes
+from bench.procs import Child, Loadgen, cpu_seconds, free_port, rss_bytes, stop_all
 
 CHAT = "/v1/chat/completions"
 STREAM_BODY = json.dumps({**json.loads(CHAT_BODY), "stream": True})
@@ -300,11 +300,7 @@ async def run(args: argparse.Namespace) -> dict:
         return {"plan": plan.__dict__, "machine": machine, "targets": [t.name for t in targets],
                 "summary": summary, "checks": check_rows, "derived": report.derived(summary), "rounds": rounds, "notes": notes, "logs": str(log_dir)}
     finally:
-        await loadgen.stop()
-        for child in reversed(children):
-            await child.stop()
-        if issuer is not None:
-            await issuer.stop()
+        await stop_all(loadgen, children, issuer)
 
 
 def main(argv: list[str] | None = None) -> None:
