@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -223,7 +223,9 @@ class Checker:
                          digest=key)
         self.digests.setdefault(sid, {})[dseq] = (key, d, canonical and not bad_sig)
 
-    def check_digest_chains(self) -> None:
+    def walk_digest_chains(self) -> Iterator[tuple[str, str, dict[str, Any], bool]]:
+        """Check each stream's digest chain (gaps, broken links, regressions) and yield ``(stream_id, key,
+        digest, trusted)`` in order, for the caller to check what each digest claims."""
         for sid, ds in sorted(self.digests.items()):
             for gap in _ranges(_missing(ds, max(ds))):
                 self.problem("missing_digest", f"stream {sid} digest {gap}", "deleted or never stored")
@@ -237,8 +239,12 @@ class Checker:
                     trusted = False
                 if before and before[2] and d["last_seq"] < before[1]["last_seq"]:
                     self.problem("digest_regressed", key, "last_seq went backwards", digest=key)
-                if self._check_claims(d, key) and trusted:
-                    self.anchored[sid] = max(self.anchored.get(sid, 0), d["last_seq"])
+                yield sid, key, d, trusted
+
+    def check_digest_chains(self) -> None:
+        for sid, key, d, trusted in self.walk_digest_chains():
+            if self._check_claims(d, key) and trusted:
+                self.anchored[sid] = max(self.anchored.get(sid, 0), d["last_seq"])
 
     def _check_claims(self, d: dict[str, Any], where: str, *, stored: bool = True) -> bool:
         """Do the records a digest (or anchor) vouches for exist with the hashes it names?"""
