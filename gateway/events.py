@@ -23,17 +23,13 @@ from typing import Any
 import structlog
 
 from gateway.audit.record import Approval, PrincipalInfo, RecordBody, utc_now
-from gateway.audit.service import AuditLog
+from gateway.audit.service import AuditLog, admin_session
 from gateway.exchange import Exchange, new_id
 from gateway.webhooks import Dispatcher, WebhookEvent
 
 log = structlog.get_logger("gateway.events")
 
 EXCERPT_CHARS = 280
-
-
-def admin_session(time: str) -> str:
-    return f"admin-{time[:10].replace('-', '')}"
 
 
 class Events:

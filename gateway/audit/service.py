@@ -53,6 +53,11 @@ class AuditStartupError(Exception):
     """The audit log cannot start (store unreachable or without conditional writes, spool locked, bad key)."""
 
 
+def admin_session(time: str) -> str:
+    """The session of system records that belong to no client session: one per UTC day, `admin-<YYYYMMDD>`."""
+    return f"admin-{time[:10].replace('-', '')}"
+
+
 def store_options(settings: AuditSettings, uri: str) -> dict[str, Any]:
     if not uri.startswith("s3://"):
         return {}
@@ -299,9 +304,11 @@ class AuditLog:
         if self.journal is not None:
             self.journal.progress(request_id, list(events), response)
 
-    async def commit(self, body: RecordBody, *, admitted: bool = True, new_session: bool = False) -> Record:
-        """Seal `body` into the stream and spool it; strict waits for the fsync. Raises 503 audit_unavailable.
-        `new_session`: the gateway assigned the session id just now (no history to look up)."""
+    async def commit(self, body: RecordBody, *, admitted: bool = True, new_session: bool = False,
+                     wait: bool | None = None) -> Record:
+        """Seal `body` into the stream and spool it; waits for the fsync when `wait` (default: strict durability).
+        Raises 503 audit_unavailable. `admitted=False` checks the spool has room first; `new_session`: the gateway
+        assigned the session id just now (no history to look up)."""
         if self.chain is None or self.spool is None:
             raise audit_unavailable("the audit log is not running")
         if not admitted:
@@ -319,9 +326,9 @@ class AuditLog:
         # between two steps always finds every record it names already queued
         fut = self.spool.enqueue(objects_for(record), force=True)
         self._last_entry = fut
-        if self.journal is not None and body.request_id:
+        if self.journal is not None and body.kind == "exchange" and body.request_id:
             fut.add_done_callback(lambda f, rid=body.request_id: self._closed(rid, f))
-        if not self.strict:
+        if not (self.strict if wait is None else wait):
             fut.add_done_callback(_log_failure)
             return record
         try:
@@ -347,25 +354,16 @@ class AuditLog:
             log.error("audit_record_lost", error=type(task.exception()).__name__)
 
     async def record_event(self, body: RecordBody) -> Record:
-        """A system record (approval decision, revocation, admin call): always strict, always admitted-checked."""
-        if self.chain is None or self.spool is None:
-            raise audit_unavailable("the audit log is not running")
-        self.admit()
-        record = await self.chain.append(body)
-        fut = self.spool.enqueue(objects_for(record), force=True)
-        self._last_entry = fut
-        try:
-            await asyncio.shield(fut)
-        except OSError:
-            raise audit_unavailable("the audit spool cannot be written") from None
-        return record
+        """A system record (approval transition, revocation, admin call): admission-checked, always durable
+        before this returns, whatever `durability` says."""
+        return await self.commit(body, admitted=False, wait=True)
 
     async def record_admin(self, principal: Any, action: str, detail: dict[str, Any]) -> None:
         """The `admin` record of an admin API call (written before the call is performed). Admin records of one
         UTC day share the session `admin-<YYYYMMDD>`, so investigators find them with the session endpoints."""
         time_ = utc_now()
         await self.record_event(RecordBody(
-            kind="admin", record_id=new_id(), session_id=f"admin-{time_[:10].replace('-', '')}", time=time_,
+            kind="admin", record_id=new_id(), session_id=admin_session(time_), time=time_,
             principal=PrincipalInfo.from_principal(principal), detail={"action": action, **detail}))
 
     # -- recovery -----------------------------------------------------------------------------------------------
