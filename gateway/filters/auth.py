@@ -7,13 +7,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from gateway.auth.errors import AuthError
+from gateway.auth.bearer import MISSING_MESSAGE, bearer_token  # noqa: F401 - MISSING_MESSAGE re-exported
 from gateway.errors import GatewayError
 from gateway.exchange import Exchange
 from gateway.filters.base import CONTINUE, Filter, Respond, Verdict
 from gateway.principal import Principal
-
-MISSING_MESSAGE = "Missing bearer token: send Authorization: Bearer <access token>"
 
 
 class TokenVerifier(Protocol):
@@ -34,23 +32,8 @@ class AuthFilter(Filter):
         return verdict
 
     async def _authenticate(self, ex: Exchange) -> Verdict:
-        values = ex.request_headers.getall("Authorization", [])
-        if not values:
-            # RFC 6750 §3.1: no credentials at all -> a bare challenge without an error code
-            return Respond(AuthError("missing", MISSING_MESSAGE, error=None))
-        if len(values) > 1:
-            # two headers are ambiguous (which one would a proxy further down pick?): refuse rather than guess
-            return Respond(AuthError("duplicate_header", "Send exactly one Authorization header", error="invalid_request"))
-        parts = values[0].split()
-        if not parts or parts[0].lower() != "bearer":
-            # another scheme (Basic, an API key...) is "no bearer credentials", again without an error code
-            return Respond(AuthError("not_bearer", MISSING_MESSAGE, error=None))
-        if len(parts) != 2:
-            return Respond(AuthError(
-                "malformed_header", "Authorization must be: Bearer <access token> (one token)", error="invalid_request"
-            ))
         try:
-            ex.principal = await self._verifier.verify(parts[1])
+            ex.principal = await self._verifier.verify(bearer_token(ex.request_headers))
         except GatewayError as err:
             return Respond(err)
         return CONTINUE
