@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,7 +136,3 @@ class Journal:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await self._ack_task
         await self.spool.close()
-
-
-def journal_dir(spool_dir: str) -> str:
-    return os.path.join(spool_dir, "journal")

@@ -180,7 +180,7 @@ class AuditFilter(Filter):
             record_id=ex.request_id,
             request_id=ex.request_id,
             session_id=ex.session_id,
-            time=utc_now_at(rec.wall_start),
+            time=utc_now(rec.wall_start),
             principal=PrincipalInfo.from_principal(p) if p is not None else None,
             route=ex.path,
             method=ex.method,
@@ -197,10 +197,6 @@ class AuditFilter(Filter):
             error=ex.error.code if (final and ex.error is not None) else None,
             detail=detail,
         )
-
-
-def utc_now_at(epoch: float) -> str:
-    return utc_now(epoch)
 
 
 def mask_body(body: bytes, mask: Callable[[str], tuple[str, Mapping[str, int]]]) -> tuple[str, dict[str, int]]:
