@@ -19,6 +19,7 @@ from aiohttp import web
 
 from gateway.admin import params
 from gateway.admin.context import Role
+from gateway.admin.errors import invalid_param, invalid_request
 from gateway.admin.framework import AdminCall, endpoint, json_reply
 from gateway.approvals import STATES, ApprovalError, ApprovalStore
 from gateway.errors import GatewayError
@@ -37,14 +38,10 @@ def _as_gateway_error(exc: ApprovalError) -> GatewayError:
     return GatewayError(exc.status, exc.code, exc.message, headers=headers, extra=extra)
 
 
-def _bad(message: str, param: str | None = None) -> GatewayError:
-    return GatewayError(400, "invalid_request", message, extra={"param": param} if param else {})
-
-
 def _limit(query: Any) -> int:
     raw = query.get("limit", "50")
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise _bad(f"limit must be a whole number from 1 to {MAX_LIMIT}.", "limit")
+        raise invalid_param("limit", f"limit must be a whole number from 1 to {MAX_LIMIT}.")
     return int(raw)
 
 
@@ -53,7 +50,7 @@ async def list_approvals(request: web.Request, call: AdminCall) -> web.StreamRes
     params.check_query(request.query, ("state", "limit", "cursor"))
     state = request.query.get("state") or None
     if state is not None and state not in STATES:
-        raise _bad(f"state must be one of {', '.join(STATES)}.", "state")
+        raise invalid_param("state", f"state must be one of {', '.join(STATES)}.")
     try:
         page = await request.app[APPROVALS].list(state, _limit(request.query), request.query.get("cursor") or None)
     except ApprovalError as exc:
@@ -90,12 +87,12 @@ async def decide(request: web.Request, call: AdminCall) -> web.StreamResponse:
     body = await params.json_object(request, max_bytes=MAX_BODY,
                                     usage='{"decision": "approve"|"deny", "reason": "..."}')
     if set(body) - {"decision", "reason"}:
-        raise _bad('The body takes exactly "decision" and an optional "reason".')
+        raise invalid_request('The body takes exactly "decision" and an optional "reason".')
     decision, reason = body.get("decision"), body.get("reason", "")
     if decision not in ("approve", "deny"):
-        raise _bad('decision must be "approve" or "deny".', "decision")
+        raise invalid_param("decision", 'decision must be "approve" or "deny".')
     if not isinstance(reason, str):
-        raise _bad("reason must be a string.", "reason")
+        raise invalid_param("reason", "reason must be a string.")
     try:
         approval = await request.app[APPROVALS].decide(request.match_info["id"], call.principal.sub,
                                                        list(call.principal.groups), decision, reason)

@@ -28,6 +28,11 @@ def invalid_param(param: str, message: str) -> GatewayError:
     return GatewayError(400, "invalid_request", message, extra={"param": param})
 
 
+def invalid_request(message: str) -> GatewayError:
+    """400 for a request body that cannot be acted on (no single parameter to name)."""
+    return GatewayError(400, "invalid_request", message)
+
+
 def forbidden(needed: str) -> GatewayError:
     return GatewayError(403, "forbidden", f"This admin endpoint needs the {needed} role: ask a gateway "
                         "administrator to add you to one of its groups.")

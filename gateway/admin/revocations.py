@@ -16,6 +16,7 @@ from aiohttp import web
 
 from gateway.admin import params
 from gateway.admin.context import Role
+from gateway.admin.errors import invalid_request
 from gateway.admin.framework import AdminCall, endpoint, json_reply
 from gateway.errors import GatewayError
 from gateway.revocation import InvalidRevocation, RevocationStore, RevocationStoreUnavailable
@@ -23,10 +24,6 @@ from gateway.revocation import InvalidRevocation, RevocationStore, RevocationSto
 REVOCATIONS = web.AppKey("revocations", RevocationStore)  # type: ignore[type-abstract]
 MAX_BODY = 16 * 1024
 KINDS = ("subject", "client_id", "jti")
-
-
-def _bad(message: str) -> GatewayError:
-    return GatewayError(400, "invalid_request", message)
 
 
 def _unavailable() -> GatewayError:
@@ -46,19 +43,19 @@ async def create(request: web.Request, call: AdminCall) -> web.StreamResponse:
         request, max_bytes=MAX_BODY, usage='{"subject"|"client_id"|"jti": "...", "reason": "...", "ttl_s": N}')
     named = [k for k in KINDS if k in body]
     if len(named) != 1:
-        raise _bad("Name exactly one of subject, client_id or jti.")
+        raise invalid_request("Name exactly one of subject, client_id or jti.")
     unknown = set(body) - {*KINDS, "reason", "ttl_s"}
     if unknown:
-        raise _bad(f"Unknown field(s): {', '.join(sorted(unknown))}.")
+        raise invalid_request(f"Unknown field(s): {', '.join(sorted(unknown))}.")
     ttl = body.get("ttl_s")
     if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float))):
-        raise _bad("ttl_s must be a number of seconds.")
+        raise invalid_request("ttl_s must be a number of seconds.")
     store = request.app[REVOCATIONS]
     try:
         rev = await store.add(named[0], body[named[0]], reason=body.get("reason", ""), created_by=call.principal.sub,
                               ttl_s=ttl)
     except InvalidRevocation as exc:
-        raise _bad(str(exc)) from None
+        raise invalid_request(str(exc)) from None
     except RevocationStoreUnavailable:
         raise _unavailable() from None
     return json_reply(rev.public(), status=201)
