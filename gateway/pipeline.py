@@ -16,7 +16,7 @@ from gateway.filters.approval import ApprovalGate
 from gateway.filters.audit import AuditFilter, mask_body
 from gateway.filters.base import Filter
 from gateway.filters.masking import MaskingFilter
-from gateway.filters.policy import POLICY, PolicyFilter
+from gateway.filters.policy import POLICY, REQUEST_JSON, PolicyFilter
 from gateway.policy.compiled import Policy
 from gateway.policy.reload import PolicyStore
 
@@ -45,7 +45,7 @@ def policy_filters(settings: Settings, store: PolicyStore, audit: AuditLog | Non
         """What approvers see: the request body masked as the audit log masks it, cut short."""
         if ex.body is None:
             return ""
-        text, _ = mask_body(ex.body, lambda t: mask_for_log(store, maskers, ex, t))
+        text, _ = mask_body(ex.body, lambda t: mask_for_log(store, maskers, ex, t), ex.annotations.get(REQUEST_JSON))
         return text[:EXCERPT_CHARS]
 
     filters: list[Filter] = [PolicyFilter(store, mask_text, approvals_enabled=True),

@@ -36,7 +36,7 @@ from gateway.errors import GatewayError
 from gateway.exchange import Exchange
 from gateway.filters.base import CONTINUE, Filter, Respond, Verdict
 from gateway.filters.masking import StreamMasker, masking_counts
-from gateway.filters.policy import DECISION
+from gateway.filters.policy import DECISION, REQUEST_JSON
 
 STATE = "_audit"
 
@@ -143,7 +143,8 @@ class AuditFilter(Filter):
     def _mask_request(self, ex: Exchange, rec: _Recording) -> None:
         if rec.masked_request is not None or ex.body is None:
             return
-        rec.masked_request, rec.request_counts = mask_body(ex.body, lambda text: self.mask_text(ex, text))
+        rec.masked_request, rec.request_counts = mask_body(ex.body, lambda text: self.mask_text(ex, text),
+                                                           ex.annotations.get(REQUEST_JSON))
 
     def _final_body(self, ex: Exchange, rec: _Recording, *, cut: bool = False) -> RecordBody:
         self._mask_request(ex, rec)
@@ -199,9 +200,11 @@ class AuditFilter(Filter):
         )
 
 
-def mask_body(body: bytes, mask: Callable[[str], tuple[str, Mapping[str, int]]]) -> tuple[str, dict[str, int]]:
+def mask_body(body: bytes, mask: Callable[[str], tuple[str, Mapping[str, int]]],
+              parsed: Any = None) -> tuple[str, dict[str, int]]:
     """The request body as text with every string masked: JSON bodies string by string (escapes decoded first,
-    so `\\u0040` cannot hide an e-mail address), anything else as one text."""
+    so `\\u0040` cannot hide an e-mail address), anything else as one text. `parsed`: the body already parsed
+    (the policy filter's `REQUEST_JSON`), so it is not parsed twice."""
     counts: dict[str, int] = {}
 
     def m(text: str) -> str:
@@ -210,10 +213,11 @@ def mask_body(body: bytes, mask: Callable[[str], tuple[str, Mapping[str, int]]])
             counts[name] = counts.get(name, 0) + n
         return masked
 
-    try:
-        parsed = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return m(body.decode("utf-8", "replace")), counts
+    if parsed is None:
+        try:
+            parsed = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return m(body.decode("utf-8", "replace")), counts
 
     def walk(node: Any) -> Any:
         if isinstance(node, str):

@@ -26,6 +26,9 @@ TextMasker = Callable[[Policy, str, frozenset[str]], tuple[str, Mapping[str, int
 
 DECISION = "policy_decision"
 """``ex.annotations`` key holding the :class:`Decision` for later filters (masking, approval, audit)."""
+REQUEST_JSON = "request_json"
+"""``ex.annotations`` key: the parsed JSON body as forwarded (after prompt masking), so later filters need not
+parse it again."""
 POLICY = "policy"
 """``ex.annotations`` key holding the :class:`Policy` version that decided the exchange."""
 
@@ -89,6 +92,8 @@ class PolicyFilter(Filter):
             ex.annotations[APPROVAL_BODY_SHA256] = body_sha256(body)
         if policy.masking.request and isinstance(parsed, dict):
             self._mask_prompt(ex, policy, parsed)
+        if parsed is not None:
+            ex.annotations[REQUEST_JSON] = parsed
         return CONTINUE
 
     def on_approval_required(self, ex: Exchange, decision: Decision) -> Verdict:
