@@ -38,6 +38,7 @@ import aiohttp
 from bench.loadgen import CHAT_BODY, percentile
 from bench.procs import Child, Loadgen, cpu_seconds, rss_bytes, run_and_save, stop_all
 from bench.run import (
+    start_backend,
     CHAT,
     POLICIES,
     GatewayUnavailable,
@@ -463,10 +464,7 @@ async def run(args: argparse.Namespace) -> dict:
     with running_redis() as redis:
         loadgen = await Loadgen().start()
         try:
-            backend = await Child("backend", [sys.executable, "-m", "gateway.devtools.backend", "--port", "0",
-                                              "--chunks", "200", "--precompute"], tmp).start()
-            children.append(backend)
-            backend_url = await backend.wait_ready_line()
+            backend_url = await start_backend(tmp, children)
             issuer = await start_issuer()
             extra = gateway_extra(redis.url)
             a_child, a_target, _ = await start_gateway("gw-a", backend_url, issuer, tmp, plan, extra)

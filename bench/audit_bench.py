@@ -28,6 +28,7 @@ import aiohttp
 from bench.loadgen import CHAT_BODY
 from bench.procs import Loadgen, run_and_save, stop_all
 from bench.run import (
+    start_backend,
     CHAT,
     POLICIES,
     GatewayUnavailable,
@@ -128,10 +129,7 @@ async def run(args: argparse.Namespace) -> dict:
     issuer = None
     with running_seaweed() as sw:
         try:
-            backend = await Child("backend", [sys.executable, "-m", "gateway.devtools.backend", "--port", "0",
-                                              "--chunks", "200", "--precompute"], tmp).start()
-            children.append(backend)
-            backend_url = await backend.wait_ready_line()
+            backend_url = await start_backend(tmp, children)
             issuer = await start_issuer()
             targets: list[Target] = []
             for name, durability in (("masked", None), ("relaxed", "relaxed"), ("strict", "strict")):

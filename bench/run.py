@@ -191,15 +191,21 @@ async def warm_up(loadgen: Loadgen, target: Target) -> None:
             raise RuntimeError(f"{target.name}: warm-up {phase} requests failed: {result['statuses']}")
 
 
+async def start_backend(log_dir: Path, children: list[Child]) -> str:
+    """The fake backend (precomputed answers, `STREAM_CHUNKS` chunks per stream), added to `children`; its URL."""
+    backend = await Child("backend", [sys.executable, "-m", "gateway.devtools.backend", "--port", "0", "--chunks",
+                                      str(STREAM_CHUNKS), "--precompute"], log_dir).start()
+    children.append(backend)
+    return await backend.wait_ready_line()
+
+
 async def start_targets(args: argparse.Namespace, plan: Plan, log_dir: Path, children: list[Child],
                         notes: list[str]):
     """Backend, bare proxy and (each if it starts) the gateway and the masking gateway. Returns (targets,
     start-up times, issuer or None)."""
     py = sys.executable
-    backend = await Child("backend", [py, "-m", "gateway.devtools.backend", "--port", "0", "--chunks",
-                                      str(STREAM_CHUNKS), "--precompute"], log_dir).start()
-    children.append(backend)
-    backend_url = await backend.wait_ready_line()
+    backend_url = await start_backend(log_dir, children)
+    backend = children[-1]
     bare = await Child("bare_proxy", [py, "-m", "bench.bare_proxy", "--port", "0", "--upstream", backend_url],
                        log_dir).start()
     children.append(bare)
