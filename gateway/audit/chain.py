@@ -22,8 +22,8 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from gateway.audit import layout
-from gateway.audit.canonical import canonical_bytes
 from gateway.audit.record import Record, RecordBody
+from gateway.audit.segment import parse_pointer_body, segment_objects
 from gateway.audit.store import ObjectStore
 
 Head = tuple[int, str]
@@ -88,7 +88,8 @@ class MemorySessionHeads:
 
 
 def store_head_loader(store: ObjectStore) -> HeadLoader:
-    """Find a session's head from the store's session index (the last pointer of `sessions/<id>/`)."""
+    """Find a session's head from the store's session index: the last entry of its last pointer (pointers list in
+    session order; a session is continued by one process at a time when heads are kept in memory)."""
     async def load(session_id: str) -> Head | None:
         prefix = layout.session_prefix(session_id)
         last: str | None = None
@@ -97,11 +98,11 @@ def store_head_loader(store: ObjectStore) -> HeadLoader:
             last = after = keys[-1]
         if last is None:
             return None
-        parsed = layout.parse_session_index_key(last)
-        body = await store.get(last)
-        if parsed is None or body is None:
+        entries = parse_pointer_body(await store.get(last))
+        if layout.parse_session_index_key(last) is None or not entries:
             return None
-        return parsed[1], body.decode("ascii")
+        session_seq, _, record_hash = max(entries)
+        return session_seq, record_hash
     return load
 
 
@@ -149,22 +150,19 @@ class StreamChain:
         return touched
 
 
-def objects_for(record: Record) -> list[tuple[str, bytes]]:
-    """The objects that store `record`: the record itself, its session index pointer, and for a session's first
-    record its catalog entry (so sessions can be listed by start time and subject)."""
-    objects = [
-        (layout.record_key(record.stream_id, record.stream_seq), record.to_bytes()),
-        (layout.session_index_key(record.session_id, record.session_seq, record.stream_id, record.stream_seq),
-         record.hash.encode("ascii")),
-    ]
-    if record.session_seq == 1:
-        entry = {"session_id": record.session_id, "subject": record.principal.sub if record.principal else None,
-                 "time": record.time, "hash": record.hash}
-        objects.append((layout.catalog_key(record.time, record.session_id), canonical_bytes(entry)))
-    return objects
+def spool_entry(record: Record) -> list[tuple[str, bytes]]:
+    """What the spool holds for `record` (the uploader packs consecutive ones into segments, `segment.py`)."""
+    return [(layout.spool_record_name(record.stream_id, record.stream_seq), record.to_bytes())]
+
+
+async def write_records(store: ObjectStore, records: list[Record]) -> None:
+    """Store consecutive records of one stream as one segment, then its index objects (what the uploader does)."""
+    objects = segment_objects([r.to_bytes() for r in records])
+    await store.put_if_absent(*objects[0])
+    for key, data in objects[1:]:
+        await store.put_if_absent(key, data)
 
 
 async def write_record(store: ObjectStore, record: Record) -> None:
-    """Store `record` and its index pointer (record first: a pointer never names a missing record)."""
-    for key, data in objects_for(record):
-        await store.put_if_absent(key, data)
+    """Store `record` alone in a segment (tests; the uploader batches)."""
+    await write_records(store, [record])

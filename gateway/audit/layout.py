@@ -2,25 +2,35 @@
 
 Layout (every name below is relative to the store's root, e.g. the `s3://bucket/prefix/`)::
 
-    streams/<stream_id>/records/<stream_seq:020d>.json
-        One record: its canonical JSON bytes, `hash` included (see `record.py`). A writer stream belongs to one
-        gateway process, so only one writer ever creates keys here; `stream_seq` starts at 1 and has no gaps.
+    streams/<stream_id>/segments/<first:020d>-<last:020d>.jsonl
+        Records `stream_seq` first..last of one writer stream, in order, each as its canonical JSON bytes (see
+        `record.py`, `hash` included) followed by one ``\n`` (canonical JSON never holds a raw newline). The
+        uploader ships the spool in such batches, so a PUT carries many records. A writer stream belongs to one
+        gateway process, so only one writer ever creates keys here; `stream_seq` starts at 1, and a stream's
+        segments neither overlap nor leave gaps. A segment holds at most `MAX_SEGMENT_RECORDS` records.
     streams/<stream_id>/digests/<digest_seq:020d>.json
         One signed digest of the stream (see `digest.py`); `digest_seq` starts at 1.
-    sessions/<session>/<session_seq:012d>-<stream_id>-<stream_seq:020d>
-        Session index pointer; its body is the record's hash (64 hex chars, ASCII). Listing the prefix
-        `sessions/<session>/` yields the session's records in session order (zero padding makes the lexicographic
-        order numeric), each naming the stream object that holds it: one prefix list per session.
+    sessions/<session>/<session_seq:012d>-<stream_id>-<first:020d>-<last:020d>
+        Session index pointer: one per (session, segment) holding records of the session. `session_seq` is that
+        of the session's first record in the segment, `first`/`last` name the segment. Body: canonical JSON
+        ``[[session_seq, stream_seq, hash], ...]``, the session's records in the segment, in order. Listing the
+        prefix `sessions/<session>/` yields the session's pointers in session order (zero padding makes the
+        lexicographic order numeric): one prefix list per session.
+    catalog/<time:YYYYMMDDTHHMMSSmmmZ>-<stream_id>-<first:020d>
+        Session catalog object: one per segment that holds first records of sessions (`session_seq` 1). Body:
+        canonical JSON ``[{"session_id", "subject", "time", "hash"}, ...]`` (each new session's first record's
+        id, principal, time and hash), sorted by (time, session_id). The key's time is the earliest entry's;
+        every entry is at most `CATALOG_SPAN_MS` later (the uploader cuts segments to keep that true), so the
+        sessions that started in ``[since, until)`` are all in the objects listed from `catalog/<since − span>`
+        up to `catalog/<until>`.
 
-    catalog/<time:YYYYMMDDTHHMMSSmmmZ>-<session>
-        Session catalog entry, written with a session's first record (`session_seq` 1); its body is canonical JSON
-        ``{"session_id", "subject", "time", "hash"}`` (the first record's principal, time and hash). Listing
-        `catalog/` between two times finds the sessions started in that window (`GET /admin/sessions`); the body
-        lets a subject filter run without fetching records. Not part of any chain: the verifier ignores it.
+Every index and catalog object is a pure function of the segments (`segment.index_objects`), and the verifier
+recomputes them. `<session>` is the session id with every character outside ``[A-Za-z0-9_.-]`` (and a leading
+``.``) written as ``=XX`` per UTF-8 byte, so ``alice@x:1`` becomes ``alice=40x=3A1``; the mapping is reversible
+(`decode_segment`). Zero padding: 20 digits hold any 64-bit counter; 12 digits hold 10^12 records per session.
 
-`<session>` is the session id with every character outside ``[A-Za-z0-9_.-]`` (and a leading ``.``) written as
-``=XX`` per UTF-8 byte, so ``alice@x:1`` becomes ``alice=40x=3A1``; the mapping is reversible (`decode_segment`).
-Zero padding: 20 digits hold any 64-bit counter; 12 digits hold 10^12 records per session.
+Records waiting in the local spool are named `spool_record_name(stream_id, stream_seq)` there; that name never
+reaches the store.
 """
 from __future__ import annotations
 
@@ -33,13 +43,19 @@ CATALOG = "catalog/"
 _STREAM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _PLAIN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
-_RECORD_KEY = re.compile(r"streams/([A-Za-z0-9][A-Za-z0-9_-]{0,63})/records/(\d{20})\.json")
+_SEGMENT_KEY = re.compile(r"streams/([A-Za-z0-9][A-Za-z0-9_-]{0,63})/segments/(\d{20})-(\d{20})\.jsonl")
+_SPOOL_RECORD = re.compile(r"r/([A-Za-z0-9][A-Za-z0-9_-]{0,63})/(\d{20})")
 _DIGEST_KEY = re.compile(r"streams/([A-Za-z0-9][A-Za-z0-9_-]{0,63})/digests/(\d{20})\.json")
-_INDEX_KEY = re.compile(r"sessions/([^/]+)/(\d{12})-([A-Za-z0-9][A-Za-z0-9_-]{0,63})-(\d{20})")
-_CATALOG_KEY = re.compile(r"catalog/(\d{8}T\d{9}Z)-([^/]+)")
+_INDEX_KEY = re.compile(r"sessions/([^/]+)/(\d{12})-([A-Za-z0-9][A-Za-z0-9_-]{0,63})-(\d{20})-(\d{20})")
+_CATALOG_KEY = re.compile(r"catalog/(\d{8}T\d{9}Z)-([A-Za-z0-9][A-Za-z0-9_-]{0,63})-(\d{20})")
 _RFC3339_MS = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.(\d{3})Z")
 _MAX_SEQ = 10**20 - 1
 _MAX_SESSION_SEQ = 10**12 - 1
+MAX_SEGMENT_RECORDS = 1000
+"""Most records one segment may hold (bounds what a reader fetches for one record, and a resuming uploader's
+search for the segment that covers a sequence number)."""
+CATALOG_SPAN_MS = 60_000
+"""Entries of one catalog object lie within this many milliseconds of its key's time."""
 
 
 def check_stream_id(stream_id: str) -> str:
@@ -92,12 +108,33 @@ def stream_prefix(stream_id: str) -> str:
     return f"{STREAMS}{check_stream_id(stream_id)}/"
 
 
-def record_prefix(stream_id: str) -> str:
-    return f"{stream_prefix(stream_id)}records/"
+def segment_prefix(stream_id: str) -> str:
+    return f"{stream_prefix(stream_id)}segments/"
 
 
-def record_key(stream_id: str, stream_seq: int) -> str:
-    return f"{record_prefix(stream_id)}{_seq(stream_seq, _MAX_SEQ):020d}.json"
+def segment_key(stream_id: str, first: int, last: int) -> str:
+    """The segment of `stream_id` holding records `first`..`last` (at most `MAX_SEGMENT_RECORDS`)."""
+    _seq(first, _MAX_SEQ)
+    if not first <= _seq(last, _MAX_SEQ) < first + MAX_SEGMENT_RECORDS:
+        raise ValueError(f"bad segment range: {first}..{last}")
+    return f"{segment_prefix(stream_id)}{first:020d}-{last:020d}.jsonl"
+
+
+def segment_search_start(stream_id: str, seq: int) -> str:
+    """List `segment_prefix(stream_id)` after this key to meet first the segment that may hold `seq` (it starts
+    at most `MAX_SEGMENT_RECORDS - 1` records earlier)."""
+    start = max(0, seq - MAX_SEGMENT_RECORDS)
+    return f"{segment_prefix(stream_id)}{start:020d}."
+
+
+def spool_record_name(stream_id: str, stream_seq: int) -> str:
+    """What a record is called in the local spool (an entry per record; the uploader packs them in segments)."""
+    return f"r/{check_stream_id(stream_id)}/{_seq(stream_seq, _MAX_SEQ):020d}"
+
+
+def parse_spool_record_name(name: str) -> tuple[str, int] | None:
+    m = _SPOOL_RECORD.fullmatch(name)
+    return (m.group(1), int(m.group(2))) if m and int(m.group(2)) >= 1 else None
 
 
 def digest_prefix(stream_id: str) -> str:
@@ -108,10 +145,13 @@ def digest_key(stream_id: str, digest_seq: int) -> str:
     return f"{digest_prefix(stream_id)}{_seq(digest_seq, _MAX_SEQ):020d}.json"
 
 
-def parse_record_key(key: str) -> tuple[str, int] | None:
-    """`(stream_id, stream_seq)` for a record key, None for any other key."""
-    m = _RECORD_KEY.fullmatch(key)
-    return (m.group(1), int(m.group(2))) if m and int(m.group(2)) >= 1 else None
+def parse_segment_key(key: str) -> tuple[str, int, int] | None:
+    """`(stream_id, first, last)` for a segment key, None for any other key (or an impossible range)."""
+    m = _SEGMENT_KEY.fullmatch(key)
+    if not m:
+        return None
+    first, last = int(m.group(2)), int(m.group(3))
+    return (m.group(1), first, last) if 1 <= first <= last < first + MAX_SEGMENT_RECORDS else None
 
 
 def parse_digest_key(key: str) -> tuple[str, int] | None:
@@ -126,13 +166,16 @@ def session_prefix(session_id: str) -> str:
     return f"{SESSIONS}{encode_segment(session_id)}/"
 
 
-def session_index_key(session_id: str, session_seq: int, stream_id: str, stream_seq: int) -> str:
+def session_index_key(session_id: str, session_seq: int, stream_id: str, first: int, last: int) -> str:
+    """The pointer to segment `first`..`last` of `stream_id` for `session_id`, whose first record there is
+    `session_seq`."""
+    segment_key(stream_id, first, last)  # validates the range
     return (f"{session_prefix(session_id)}{_seq(session_seq, _MAX_SESSION_SEQ):012d}-"
-            f"{check_stream_id(stream_id)}-{_seq(stream_seq, _MAX_SEQ):020d}")
+            f"{stream_id}-{first:020d}-{last:020d}")
 
 
-def parse_session_index_key(key: str) -> tuple[str, int, str, int] | None:
-    """`(session_id, session_seq, stream_id, stream_seq)` for an index pointer key, None otherwise."""
+def parse_session_index_key(key: str) -> tuple[str, int, str, int, int] | None:
+    """`(session_id, session_seq, stream_id, first, last)` for an index pointer key, None otherwise."""
     m = _INDEX_KEY.fullmatch(key)
     if not m:
         return None
@@ -140,10 +183,10 @@ def parse_session_index_key(key: str) -> tuple[str, int, str, int] | None:
         session_id = decode_segment(m.group(1))
     except (ValueError, UnicodeDecodeError):
         return None
-    session_seq, stream_seq = int(m.group(2)), int(m.group(4))
-    if session_seq < 1 or stream_seq < 1:
+    session_seq, first, last = int(m.group(2)), int(m.group(4)), int(m.group(5))
+    if session_seq < 1 or not 1 <= first <= last < first + MAX_SEGMENT_RECORDS:
         return None
-    return session_id, session_seq, m.group(3), stream_seq
+    return session_id, session_seq, m.group(3), first, last
 
 
 # -- catalog ------------------------------------------------------------------------------------------------------
@@ -156,17 +199,20 @@ def catalog_time(time: str) -> str:
     return f"{y}{mo}{d}T{h}{mi}{s}{ms}Z"
 
 
-def catalog_key(time: str, session_id: str) -> str:
-    """Catalog entry of a session that started at `time` (RFC 3339 with milliseconds)."""
-    return f"{CATALOG}{catalog_time(time)}-{encode_segment(session_id)}"
+def catalog_key(time: str, stream_id: str, first: int) -> str:
+    """Catalog object of the segment of `stream_id` starting at `first`, whose earliest new session started at
+    `time` (RFC 3339 with milliseconds)."""
+    return f"{CATALOG}{catalog_time(time)}-{check_stream_id(stream_id)}-{_seq(first, _MAX_SEQ):020d}"
 
 
-def parse_catalog_key(key: str) -> tuple[str, str] | None:
-    """`(compact time, session_id)` for a catalog key, None otherwise."""
+def catalog_start(compact_time: str) -> str:
+    """List `catalog/` after this key to meet every catalog object whose key time is `compact_time` or later."""
+    return f"{CATALOG}{compact_time}"
+
+
+def parse_catalog_key(key: str) -> tuple[str, str, int] | None:
+    """`(compact time, stream_id, first)` for a catalog key, None otherwise."""
     m = _CATALOG_KEY.fullmatch(key)
-    if not m:
+    if not m or int(m.group(3)) < 1:
         return None
-    try:
-        return m.group(1), decode_segment(m.group(2))
-    except (ValueError, UnicodeDecodeError):
-        return None
+    return m.group(1), m.group(2), int(m.group(3))

@@ -1,0 +1,241 @@
+"""Segments: how records are packed into store objects, and the index and catalog objects derived from them.
+
+One segment = records `first`..`last` of one writer stream (see `layout`). Everything else the uploader writes
+for a segment — a session index pointer per session in it, a catalog object for the sessions it starts — is
+`index_objects(records)`: a pure function of the records' bytes, so the uploader, a resumed uploader after a
+crash and the verifier all derive the same objects. `SegmentBuilder` decides where a segment must end.
+
+Readers: `session_pointers(store, session_id)` lists and reads a session's pointers; `SegmentCache.record(...)`
+fetches the record a pointer names (one GET per segment, kept while a reader walks the session).
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from gateway.audit import layout
+from gateway.audit.canonical import canonical_bytes, decode
+from gateway.audit.store import ObjectStore, iter_keys
+
+__all__ = ["Meta", "Pointer", "SegmentBuilder", "SegmentCache", "index_objects", "meta_of", "pack",
+           "segment_objects", "session_pointers", "unpack"]
+
+MAX_SEGMENT_BYTES = 8 << 20
+"""A segment is cut before it would exceed this (one record alone may be larger: it then goes alone)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """What packing and indexing need from one record (read from its bytes by `meta_of`)."""
+
+    stream_id: str
+    stream_seq: int
+    session_id: str
+    session_seq: int
+    hash: str
+    time: str
+    subject: str | None
+    size: int
+
+
+def meta_of(raw: bytes) -> Meta:
+    """Parse the fields indexing needs; ValueError if `raw` is not a record with them."""
+    try:
+        obj = orjson.loads(raw)
+        principal = obj.get("principal")
+        meta = Meta(obj["stream_id"], obj["stream_seq"], obj["session_id"], obj["session_seq"], obj["hash"],
+                    obj["time"], principal.get("sub") if isinstance(principal, dict) else None, len(raw))
+    except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError) as exc:
+        raise ValueError(f"not a record: {type(exc).__name__}: {exc}") from None
+    if not (isinstance(meta.stream_id, str) and isinstance(meta.session_id, str) and isinstance(meta.hash, str)
+            and isinstance(meta.time, str) and type(meta.stream_seq) is int and type(meta.session_seq) is int):
+        raise ValueError("not a record: field types")
+    return meta
+
+
+def pack(records: Iterable[bytes]) -> bytes:
+    """The segment object's body: each record's bytes, then a newline."""
+    out = bytearray()
+    for raw in records:
+        if b"\n" in raw:
+            raise ValueError("a record's canonical bytes never contain a newline")
+        out += raw
+        out += b"\n"
+    return bytes(out)
+
+
+def unpack(body: bytes) -> list[bytes]:
+    """The records of a segment body; ValueError if it is not newline-terminated lines."""
+    if not body.endswith(b"\n"):
+        raise ValueError("segment does not end with a newline")
+    return body[:-1].split(b"\n")
+
+
+def _ms(time: str) -> int:
+    """Milliseconds since the epoch of a record time (`2026-11-26T10:30:09.123Z`), for the catalog span."""
+    compact = layout.catalog_time(time)
+    y, mo, d = int(compact[0:4]), int(compact[4:6]), int(compact[6:8])
+    h, mi, s, ms = int(compact[9:11]), int(compact[11:13]), int(compact[13:15]), int(compact[15:18])
+    # days from civil (proleptic Gregorian), so no datetime parsing per record
+    y -= mo <= 2
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (mo + (-3 if mo > 2 else 9)) + 2) // 5 + d - 1
+    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    return ((days * 24 + h) * 60 + mi) * 60_000 + s * 1000 + ms
+
+
+class SegmentBuilder:
+    """Accumulates records for one segment and says when the next one may not join it: another stream, a
+    sequence gap, `MAX_SEGMENT_RECORDS`, `max_records`, `MAX_SEGMENT_BYTES`, or a new session whose start lies
+    more than `CATALOG_SPAN_MS` away from the other new sessions' starts (the catalog's promise)."""
+
+    def __init__(self, max_records: int = layout.MAX_SEGMENT_RECORDS) -> None:
+        self.max_records = min(max_records, layout.MAX_SEGMENT_RECORDS)
+        self.metas: list[Meta] = []
+        self._bytes = 0
+        self._span: tuple[int, int] | None = None  # (min, max) ms of new sessions' first records
+
+    def fits(self, meta: Meta) -> bool:
+        if not self.metas:
+            return True
+        last = self.metas[-1]
+        if (meta.stream_id != last.stream_id or meta.stream_seq != last.stream_seq + 1
+                or len(self.metas) >= self.max_records or self._bytes + meta.size + 1 > MAX_SEGMENT_BYTES):
+            return False
+        if meta.session_seq == 1 and self._span is not None:
+            t = _ms(meta.time)
+            return max(self._span[1], t) - min(self._span[0], t) <= layout.CATALOG_SPAN_MS
+        return True
+
+    def add(self, meta: Meta) -> None:
+        if not self.fits(meta):
+            raise ValueError("record does not fit this segment")
+        self.metas.append(meta)
+        self._bytes += meta.size + 1
+        if meta.session_seq == 1:
+            t = _ms(meta.time)
+            self._span = (t, t) if self._span is None else (min(self._span[0], t), max(self._span[1], t))
+
+
+def index_objects(metas: list[Meta]) -> list[tuple[str, bytes]]:
+    """The session pointers and (if it starts sessions) the catalog object of the segment holding `metas`."""
+    if not metas:
+        return []
+    sid, first, last = metas[0].stream_id, metas[0].stream_seq, metas[-1].stream_seq
+    by_session: dict[str, list[Meta]] = {}
+    for m in metas:
+        by_session.setdefault(m.session_id, []).append(m)
+    objects = []
+    for session_id, ms in by_session.items():
+        key = layout.session_index_key(session_id, ms[0].session_seq, sid, first, last)
+        objects.append((key, canonical_bytes([[m.session_seq, m.stream_seq, m.hash] for m in ms])))
+    starts = sorted((m for m in metas if m.session_seq == 1), key=lambda m: (m.time, m.session_id))
+    if starts:
+        entries = [{"session_id": m.session_id, "subject": m.subject, "time": m.time, "hash": m.hash}
+                   for m in starts]
+        objects.append((layout.catalog_key(starts[0].time, sid, first), canonical_bytes(entries)))
+    return objects
+
+
+def segment_objects(records: list[bytes], metas: list[Meta] | None = None) -> list[tuple[str, bytes]]:
+    """Every object that stores `records` (consecutive records of one stream): the segment first, then its
+    index objects. The segment must be stored before them (a pointer never names a missing segment)."""
+    metas = metas if metas is not None else [meta_of(r) for r in records]
+    m0, m1 = metas[0], metas[-1]
+    if any(m.stream_id != m0.stream_id or m.stream_seq != m0.stream_seq + i for i, m in enumerate(metas)):
+        raise ValueError("a segment holds consecutive records of one stream")
+    return [(layout.segment_key(m0.stream_id, m0.stream_seq, m1.stream_seq), pack(records)), *index_objects(metas)]
+
+
+# -- readers ------------------------------------------------------------------------------------------------------
+@dataclass
+class Pointer:
+    """One session index pointer, read."""
+
+    key: str
+    session_id: str
+    session_seq: int
+    stream_id: str
+    first: int
+    last: int
+    entries: list[tuple[int, int, str]] | None = None
+    """(session_seq, stream_seq, hash) per record, None if the body is missing or malformed."""
+
+    @property
+    def segment_key(self) -> str:
+        return layout.segment_key(self.stream_id, self.first, self.last)
+
+
+def parse_pointer_body(body: bytes | None) -> list[tuple[int, int, str]] | None:
+    if body is None:
+        return None
+    try:
+        obj: Any = decode(body)
+    except ValueError:
+        return None
+    if not isinstance(obj, list) or not obj:
+        return None
+    out = []
+    for item in obj:
+        if (not isinstance(item, list) or len(item) != 3 or type(item[0]) is not int or type(item[1]) is not int
+                or not isinstance(item[2], str)):
+            return None
+        out.append((item[0], item[1], item[2]))
+    return out
+
+
+async def session_pointers(store: ObjectStore, session_id: str, *, concurrency: int = 16) -> list[Pointer]:
+    """The session's index pointers in session order, bodies read (keys that do not parse are skipped)."""
+    pointers = []
+    async for key in iter_keys(store, layout.session_prefix(session_id)):
+        parsed = layout.parse_session_index_key(key)
+        if parsed is not None and parsed[0] == session_id:
+            pointers.append(Pointer(key, *parsed))
+    gate = asyncio.Semaphore(concurrency)
+
+    async def read(p: Pointer) -> None:
+        async with gate:
+            p.entries = parse_pointer_body(await store.get(p.key))
+
+    await asyncio.gather(*(read(p) for p in pointers))
+    return pointers
+
+
+@dataclass
+class SegmentCache:
+    """Fetches segments for readers that walk a session: each segment is read once, records split out."""
+
+    store: ObjectStore
+    _segments: dict[str, asyncio.Future[list[bytes] | None]] = field(default_factory=dict)
+
+    async def records(self, segment_key: str) -> list[bytes] | None:
+        """The segment's records (None if it is missing or not newline-separated records)."""
+        fut = self._segments.get(segment_key)
+        if fut is None:
+            fut = self._segments[segment_key] = asyncio.ensure_future(self._load(segment_key))
+        return await asyncio.shield(fut)
+
+    async def _load(self, segment_key: str) -> list[bytes] | None:
+        body = await self.store.get(segment_key)
+        if body is None:
+            return None
+        try:
+            return unpack(body)
+        except ValueError:
+            return None
+
+    async def record(self, stream_id: str, first: int, last: int, stream_seq: int) -> bytes | None:
+        """Record `stream_seq` from segment `first`..`last` of `stream_id` (None if absent or out of range)."""
+        recs = await self.records(layout.segment_key(stream_id, first, last))
+        if recs is None or not first <= stream_seq <= last or len(recs) != last - first + 1:
+            return None
+        return recs[stream_seq - first]
+
+    def forget(self, segment_key: str) -> None:
+        """Drop a segment a reader is done with (long sessions: memory stays bounded)."""
+        self._segments.pop(segment_key, None)
