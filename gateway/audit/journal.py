@@ -43,7 +43,7 @@ class OpenExchange:
 
 class Journal:
     def __init__(self, directory: str, *, max_bytes: int, fsync: bool = True) -> None:
-        self.spool = Spool(directory, max_bytes=max_bytes, fsync=fsync)
+        self.spool = Spool(directory, max_bytes=max_bytes, fsync=fsync, cache_bytes=0)  # never read back while running
         self._open: dict[str, int | None] = {}
         """request id → seq of its begin entry (None while that append is in flight)."""
         self._parts: dict[str, int] = {}

@@ -11,6 +11,12 @@ Group commit: `append` queues its frame and a single flusher writes everything q
 write + one fsync, on a single writer thread (one thread keeps the file order equal to the seq order and keeps
 blocking I/O off the event loop). A crash mid-write leaves a torn tail frame; opening the spool detects it (short
 frame, bad CRC or wrong seq) and truncates it — that data was never acknowledged to a caller.
+
+The writer thread does nothing else, because callers wait for it (strict durability waits twice per request):
+the uploader's reads and acks run on a second thread, and most reads never touch the disk — the newest durable
+entries are kept in memory (`cache_bytes`), which is where an uploader that keeps up reads. A fully acknowledged
+segment is deleted only once the writer has moved on to a newer one: deleting the active segment would make the
+next append create a file and fsync the directory, an extra journal commit on the request path.
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ import struct
 import threading
 import zlib
 from array import array
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -107,16 +114,19 @@ class Spool:
     """`Spool(dir, max_bytes=...)`. Opening scans the segments (blocking, once, at start-up)."""
 
     def __init__(self, directory: str | os.PathLike[str], *, max_bytes: int, fsync: bool | Callable[[int], None] = True,
-                 segment_bytes: int = 4 << 20) -> None:
+                 segment_bytes: int = 4 << 20, cache_bytes: int = 16 << 20) -> None:
         self.dir = os.path.abspath(os.fspath(directory))
-        self.max_bytes, self.segment_bytes = max_bytes, segment_bytes
+        self.max_bytes, self.segment_bytes, self.cache_bytes = max_bytes, segment_bytes, cache_bytes
         # `fsync` may be a function (tests count calls); False is for benchmarks only — no durability then.
         self._fsync: Callable[[int], None] = (fsync if callable(fsync) else os.fsync if fsync else (lambda fd: None))
         self.appended = asyncio.Event()
         """Set after every durable append; the uploader waits on it (and may set it to wake itself)."""
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-spool")
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-spool-read")
+        self._recent: deque[Entry] = deque()  # newest durable entries, consecutive seqs (event loop only)
+        self._recent_bytes = 0
         self._meta = threading.Lock()  # guards _segs between the writer thread and readers on the loop
-        self._queue: list[tuple[bytes, asyncio.Future[int]]] = []
+        self._queue: list[tuple[bytes, list[tuple[str, bytes]], asyncio.Future[int]]] = []
         self._queued_bytes = 0
         self._flusher: asyncio.Task[None] | None = None
         self._file = None
@@ -150,7 +160,9 @@ class Spool:
             if self._segs and first != self._segs[-1].last_seq + 1:
                 raise SpoolCorrupt(f"segment {seg.path} does not continue seq {self._segs[-1].last_seq}")
             self._segs.append(seg)
+        self._opened = False  # at open every fully acknowledged segment goes, the newest too (no writer yet)
         self._drop_acked_segments()
+        self._opened = True
         self.last_seq = max(self.acked, self._segs[-1].last_seq if self._segs else 0)
 
     # -- append (group commit) ------------------------------------------------------------------------------
@@ -187,7 +199,7 @@ class Spool:
         if not force and self.size_bytes + self._queued_bytes + _HEAD.size + len(payload) > self.max_bytes:
             raise SpoolFull(f"audit spool full ({self.max_bytes} bytes)")
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._queue.append((payload, fut))
+        self._queue.append((payload, objects, fut))
         self._queued_bytes += _HEAD.size + len(payload)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_loop())
@@ -199,20 +211,34 @@ class Spool:
             # Everything queued while the previous flush ran goes in this one write + fsync.
             batch, self._queue = self._queue, []
             try:
-                first = await loop.run_in_executor(self._pool, self._write, [f for f, _ in batch])
+                first = await loop.run_in_executor(self._pool, self._write, [p for p, _, _ in batch])
             except BaseException as exc:
-                for _, fut in batch:
+                for _, _, fut in batch:
                     if not fut.done():
                         fut.set_exception(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))
                 if not isinstance(exc, Exception):
                     raise
             else:
-                for i, (_, fut) in enumerate(batch):
+                for i, (payload, objects, fut) in enumerate(batch):
+                    self._remember(Entry(first + i, objects, _HEAD.size + len(payload)))
                     if not fut.done():
                         fut.set_result(first + i)
                 self.appended.set()
             finally:
-                self._queued_bytes -= sum(_HEAD.size + len(p) for p, _ in batch)
+                self._queued_bytes -= sum(_HEAD.size + len(p) for p, _, _ in batch)
+
+    def _remember(self, entry: Entry) -> None:
+        if self._recent and self._recent[-1].seq != entry.seq - 1:
+            self._forget_recent()
+        self._recent.append(entry)
+        self._recent_bytes += entry.size
+        while self._recent_bytes > self.cache_bytes and self._recent:
+            self._recent_bytes -= self._recent.popleft().size
+
+    def _forget_recent(self, upto: int | None = None) -> None:
+        """Drop cached entries with seq <= `upto` (all of them when None)."""
+        while self._recent and (upto is None or self._recent[0].seq <= upto):
+            self._recent_bytes -= self._recent.popleft().size
 
     def _write(self, payloads: list[bytes]) -> int:
         """Writer thread: number, frame, write and fsync `payloads` in one go; returns the first seq."""
@@ -275,14 +301,19 @@ class Spool:
                     n += 1
 
     async def read(self, limit: int, after: int | None = None) -> list[Entry]:
-        """`pending` on the writer thread (file reads stay off the event loop)."""
+        """`pending`, from memory when the entries are recent, else from the files on the reader thread."""
+        seq = max(self.acked, after or 0) + 1
+        if self._recent and self._recent[0].seq <= seq:
+            i = seq - self._recent[0].seq
+            return [self._recent[j] for j in range(i, min(len(self._recent), i + max(0, limit)))]
         return await asyncio.get_running_loop().run_in_executor(
-            self._pool, lambda: list(self.pending(after, limit)))
+            self._reader, lambda: list(self.pending(after, limit)))
 
     async def ack(self, upto: int) -> None:
         """Entries up to `upto` are in the store: persist that, then delete fully acknowledged segments."""
         if upto > self.acked:
-            await asyncio.get_running_loop().run_in_executor(self._pool, self._ack, min(upto, self.last_seq))
+            await asyncio.get_running_loop().run_in_executor(self._reader, self._ack, min(upto, self.last_seq))
+            self._forget_recent(self.acked)
 
     def _ack(self, upto: int) -> None:
         # Not fsynced, on purpose: an ack lost in a crash only makes the next start ship those entries again,
@@ -296,13 +327,16 @@ class Spool:
         self._drop_acked_segments()
 
     def _drop_acked_segments(self) -> None:
-        """Delete segments whose entries are all acknowledged. If a crash loses the ack but not the deletion, the
-        next open finds an older ack and the later segments: what is gone had been shipped."""
-        while self._segs and self._segs[0].last_seq <= self.acked:
-            if len(self._segs) == 1 and self._file is not None:  # the active segment: close, reopen fresh
-                os.close(self._file)
-                self._file = None
+        """Delete segments whose entries are all acknowledged, except the one the writer appends to (see the module
+        docstring; runs on the reader thread, the writer only ever touches the newest segment). If a crash loses
+        the ack but not the deletion, the next open finds an older ack and the later segments: what is gone had
+        been shipped."""
+        while True:
             with self._meta:
+                if not self._segs or self._segs[0].last_seq > self.acked:
+                    return
+                if len(self._segs) == 1 and self._opened:
+                    return  # the active segment stays until the writer rotates past it
                 seg = self._segs.pop(0)
             os.unlink(seg.path)
 
@@ -312,8 +346,11 @@ class Spool:
             await asyncio.gather(self._flusher, return_exceptions=True)
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            await asyncio.get_running_loop().run_in_executor(pool, self._close_file)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._reader, lambda: None)  # an ack in flight finishes first
+            await loop.run_in_executor(pool, self._close_file)
             pool.shutdown(wait=True)
+            self._reader.shutdown(wait=True)
 
     def _close_file(self) -> None:
         if self._file is not None:

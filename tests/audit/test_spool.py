@@ -172,11 +172,37 @@ async def test_ack_deletes_segments(tmp_path):
     assert sp.size_bytes == sum(e.size for e in sp.pending())
     assert [e.seq for e in sp.pending()] == list(range(6, 13))
     await sp.ack(12)
-    assert segments(tmp_path) == [] and sp.size_bytes == 0 and sp.entries == 0
-    assert await sp.append(objs(12)) == 13  # a fresh segment after everything was shipped
+    # only the segment the writer appends to stays (deleting it would cost a file creation + directory fsync on
+    # the next append, on the request path)
+    active = segments(tmp_path)
+    assert len(active) == 1 and sp.size_bytes == 0 and sp.entries == 0
+    assert await sp.append(objs(12)) == 13  # (the active segment is full here: this one rotates)
+    await sp.ack(13)
+    assert len(segments(tmp_path)) == 1 and active[0] not in segments(tmp_path)
+    await sp.close()
+    sp = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=250)  # reopening drops what is all acknowledged
+    assert segments(tmp_path) == [] and list(sp.pending()) == []
+    assert await sp.append(objs(13)) == 14
     await sp.close()
     sp = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=250)
-    assert [e.seq for e in sp.pending()] == [13]
+    assert [e.seq for e in sp.pending()] == [14]
+    await sp.close()
+
+
+async def test_read_serves_recent_entries_from_memory_and_older_ones_from_disk(tmp_path):
+    sp = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=250, cache_bytes=300)
+    for i in range(10):
+        await sp.append(objs(i))
+    from_disk = list(sp.pending())
+    assert [e.seq for e in await sp.read(100)] == [e.seq for e in from_disk]  # the oldest left the cache
+    assert [e.objects for e in await sp.read(3, after=7)] == [objs(7), objs(8), objs(9)]
+    assert sp._recent and sp._recent[0].seq > 1 and sp._recent_bytes <= 300
+    for after in range(0, 10):
+        got = await sp.read(4, after=after)
+        assert [(e.seq, e.objects, e.size) for e in got] == [
+            (e.seq, e.objects, e.size) for e in from_disk[after:after + 4]]
+    await sp.ack(8)
+    assert [e.seq for e in await sp.read(100)] == [9, 10] and all(e.seq > 8 for e in sp._recent)
     await sp.close()
 
 
