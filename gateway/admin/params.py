@@ -10,16 +10,15 @@ import binascii
 import math
 import re
 from collections.abc import Collection
-from typing import Any
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
+from typing import Any
 
 import orjson
 from aiohttp import web
 from multidict import MultiDictProxy
 
 from gateway.admin.errors import invalid_param
-from gateway.audit import layout
 from gateway.errors import GatewayError
 from gateway.paths import check_session_id
 
@@ -107,20 +106,39 @@ def choice(value: str | None, param: str, *, default: str, choices: Collection[s
     return value
 
 
-# -- list cursors: opaque to clients, the last catalog key underneath -----------------------------------------------
-def encode_cursor(catalog_key: str) -> str:
-    return base64.urlsafe_b64encode(catalog_key.encode("ascii")).rstrip(b"=").decode("ascii")
+# -- list cursors: opaque to clients; underneath, the position of the last item examined -----------------------------
+_COMPACT = re.compile(r"\d{8}T\d{9}Z")
 
 
-def decode_cursor(cursor: str) -> str:
-    """The catalog key inside a cursor this API returned, else 400."""
+def encode_cursor(position: tuple[str, str]) -> str:
+    """A cursor for the list position (compact time, session id or catalog key) of `gateway.admin.catalog`."""
+    return base64.urlsafe_b64encode(orjson.dumps(list(position))).rstrip(b"=").decode("ascii")
+
+
+def _position(obj: Any) -> tuple[str, str] | None:
+    if not (isinstance(obj, list) and len(obj) == 2 and all(isinstance(x, str) for x in obj)):
+        return None
+    when, name = obj
+    if not _COMPACT.fullmatch(when):
+        return None
     try:
-        key = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        datetime.strptime(when, "%Y%m%dT%H%M%S%fZ")  # a real date: the catalog walk computes with it
+    except ValueError:
+        return None
+    # any session id a catalog entry holds (even one the gateway would refuse today), or a catalog key
+    return (when, name) if 0 < len(name) <= 1024 else None
+
+
+def decode_cursor(cursor: str) -> tuple[str, str]:
+    """The list position inside a cursor this API returned, else 400."""
+    try:
+        obj = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (binascii.Error, ValueError):
-        key = ""
-    if layout.parse_catalog_key(key) is None:
+        obj = None
+    position = _position(obj)
+    if position is None:
         raise invalid_param("cursor", "cursor must be the `next` value of a previous GET /admin/sessions answer.")
-    return key
+    return position
 
 
 async def json_object(request: web.Request, *, max_bytes: int, usage: str) -> dict[str, Any]:

@@ -25,7 +25,8 @@ CONTENT_TYPES = {"sse": "text/event-stream", "json": "application/x-ndjson", "te
 @endpoint("GET", "/admin/sessions", action="sessions.list", role=Role.INVESTIGATOR)
 async def list_sessions(request: web.Request, call: AdminCall) -> web.StreamResponse:
     """`?subject=&since=&until=&limit=&cursor=` → ``{"sessions": [...], "next": cursor | null}``, oldest first.
-    `since` is inclusive, `until` exclusive (RFC 3339 with a zone, or unix seconds)."""
+    `since` is inclusive, `until` exclusive (RFC 3339 with a zone, or unix seconds). An unreadable catalog object
+    is one item with `id` null, its `catalog_key` and a `problem` (see `gateway.admin.catalog`)."""
     q = request.query
     params.check_query(q, ("subject", "since", "until", "limit", "cursor"))
     since = params.catalog_time(q["since"], "since") if "since" in q else None
@@ -36,7 +37,7 @@ async def list_sessions(request: web.Request, call: AdminCall) -> web.StreamResp
     after = params.decode_cursor(q["cursor"]) if "cursor" in q else None
     page = await find_sessions(call.store, limit=limit, since=since, until=until, subject=q.get("subject") or None,
                                after=after)
-    cursor = params.encode_cursor(page.last_key) if page.last_key else None
+    cursor = params.encode_cursor(page.last) if page.last else None
     return json_reply({"sessions": page.sessions, "next": cursor})
 
 

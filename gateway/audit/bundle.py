@@ -5,9 +5,21 @@ Layout of the (uncompressed, stdlib `tarfile`) archive::
     manifest.json                      what the bundle holds (informative; not trusted by the verifier)
     keys/<key_id>.pem                  public key(s) the digests are signed with (SubjectPublicKeyInfo PEM)
     objects/<store key>                the store objects, byte for byte, under their `layout` keys:
-        sessions/<session>/...             the session's index pointers
-        streams/<stream>/records/...       the session's records
+        sessions/<session>/...             every object under the session's index prefix (its pointers)
+        streams/<stream>/segments/...      every segment a pointer names, WHOLE
+        catalog/...                        the catalog object listing the session's start, when found
         streams/<stream>/digests/...       every digest of every stream that holds a record of the session
+
+Segments are copied whole and unchanged, as stored: a segment's records are what the digests and the stream
+chain commit to, so only the stored bytes let an offline verifier check them without trusting the exporter (a
+segment cut down to this session's records would match nothing). The consequence: **a bundle also holds the
+masked records of other sessions that share a segment with this one** (their redacted requests and responses,
+principals, times). The log never holds anything unmasked, but hand a bundle only to whoever may read those.
+The other sessions' pointers and catalog entries are not included (the verifier of one session derives what it
+needs from the segments).
+
+Manifest record entries: ``{"segment": <segment key>, "stream_seq", "hash", "session_seq"}`` per record the
+session's pointers name, in session order.
 
 A bundle opens as a read-only `ObjectStore` (`BundleStore`), so the verifier and replay run on it unchanged,
 without any access to the original store. Tar (not zip/gzip) is deliberate: it has no checksum over member data,
@@ -16,6 +28,7 @@ the archive reader failing with an anonymous CRC error.
 """
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import tarfile
@@ -29,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from gateway.audit import layout
 from gateway.audit.digest import key_id, load_public_key, public_key_pem
 from gateway.audit.record import utc_now
+from gateway.audit.segment import index_objects, meta_of, parse_pointer_body, unpack
 from gateway.audit.store import (
     MemoryStore,
     ObjectStore,
@@ -38,11 +52,12 @@ from gateway.audit.store import (
 )
 
 FORMAT = "reasoning-gateway/evidence-bundle"
-VERSION = 1
+VERSION = 2
 MANIFEST = "manifest.json"
 OBJECTS = "objects/"
 KEYS = "keys/"
 SCHEME = "bundle://"
+READS_IN_FLIGHT = 16
 
 
 class BundleError(StoreError):
@@ -114,17 +129,26 @@ class BundleStore(MemoryStore):
         return sid if isinstance(sid, str) else None
 
     def manifest_problems(self) -> list[tuple[str, str, str]]:
-        """Objects the manifest lists that the archive lacks or holds with other bytes."""
+        """Records the manifest lists that the archive lacks or holds with another hash."""
         out = []
         for entry in self.manifest.get("records") or []:
             if not isinstance(entry, dict):
                 continue
-            key, h = entry.get("key"), entry.get("hash")
-            data = self._objects.get(key) if isinstance(key, str) else None
-            if data is None:
-                out.append(("bundle_missing_object", str(key), "listed in the manifest, absent from the bundle"))
-            elif isinstance(h, str) and h.encode("ascii") not in data:
-                out.append(("manifest_mismatch", str(key), "the manifest names another hash"))
+            seg, seq, h = entry.get("segment"), entry.get("stream_seq"), entry.get("hash")
+            where = f"{seg} #{seq}"
+            parsed = layout.parse_segment_key(seg) if isinstance(seg, str) else None
+            data = self._objects.get(seg) if parsed is not None else None
+            if parsed is None or data is None or type(seq) is not int or not parsed[1] <= seq <= parsed[2]:
+                out.append(("bundle_missing_object", where, "listed in the manifest, absent from the bundle"))
+                continue
+            try:
+                raw: bytes | None = unpack(data)[seq - parsed[1]]
+            except (ValueError, IndexError):
+                raw = None
+            if raw is None:
+                out.append(("bundle_missing_object", where, "listed in the manifest, absent from the bundle"))
+            elif isinstance(h, str) and h.encode("utf-8") not in raw:
+                out.append(("manifest_mismatch", where, "the manifest names another hash"))
         return out
 
     async def put_if_absent(self, key: str, data: bytes) -> bool:
@@ -144,30 +168,63 @@ def open_bundle(uri: str) -> BundleStore:
     return BundleStore(bundle_path(uri))
 
 
+async def _read_all(store: ObjectStore, keys: Iterable[str]) -> dict[str, bytes | None]:
+    gate = asyncio.Semaphore(READS_IN_FLIGHT)
+    keys = list(keys)
+
+    async def one(key: str) -> bytes | None:
+        async with gate:
+            return await store.get(key)
+
+    return dict(zip(keys, await asyncio.gather(*(one(k) for k in keys))))
+
+
+async def _catalog_object(store: ObjectStore, segment: bytes) -> tuple[str, bytes] | None:
+    """The stored catalog object of the segment holding the session's first record: its key is derived from the
+    segment (`index_objects`), then read as stored (None if the segment cannot say or the store lacks it)."""
+    try:
+        objects = index_objects([meta_of(raw) for raw in unpack(segment)])
+    except ValueError:
+        return None
+    for key, _ in objects:
+        if key.startswith(layout.CATALOG):
+            data = await store.get(key)
+            return (key, data) if data is not None else None
+    return None
+
+
 async def collect(store: ObjectStore, session_id: str) -> tuple[dict[str, bytes], list[dict[str, Any]], list[str]]:
-    """The objects of a session's bundle: (objects by key, manifest record entries, stream ids)."""
-    objects: dict[str, bytes] = {}
+    """The objects of a session's bundle (see the module docstring): (objects by key, manifest record entries in
+    session order, stream ids in order of first appearance). All empty for a session the store knows nothing of;
+    a session whose pointers are all unreadable has objects but no record entries (still evidence)."""
+    pointers = await _read_all(store, await list_all(store, layout.session_prefix(session_id)))
+    objects = {k: v for k, v in pointers.items() if v is not None}
     records: list[dict[str, Any]] = []
     streams: list[str] = []
-    for key in await list_all(store, layout.session_prefix(session_id)):
+    segments: list[str] = []
+    first_segment: str | None = None
+    for key, body in pointers.items():
         parsed = layout.parse_session_index_key(key)
-        pointer = await store.get(key)
-        if parsed is None or pointer is None:
-            continue
-        objects[key] = pointer
-        _, session_seq, stream_id, stream_seq = parsed
-        rkey = layout.record_key(stream_id, stream_seq)
-        raw = await store.get(rkey)
-        if raw is not None:
-            objects[rkey] = raw
-        records.append({"key": rkey, "hash": pointer.decode("ascii", "replace"), "session_seq": session_seq})
+        if parsed is None:
+            continue  # kept in `objects`: the verifier reports it, offline as online
+        _, _, stream_id, first, last = parsed
+        seg = layout.segment_key(stream_id, first, last)
+        segments.append(seg)
         if stream_id not in streams:
             streams.append(stream_id)
-    for stream_id in streams:
-        for dkey in await list_all(store, layout.digest_prefix(stream_id)):
-            raw = await store.get(dkey)
-            if raw is not None:
-                objects[dkey] = raw
+        for session_seq, stream_seq, h in parse_pointer_body(body) or []:
+            records.append({"segment": seg, "stream_seq": stream_seq, "hash": h, "session_seq": session_seq})
+            if session_seq == 1:
+                first_segment = seg
+    stored = await _read_all(store, dict.fromkeys(segments))
+    objects.update((k, v) for k, v in stored.items() if v is not None)
+    if first_segment is not None and stored.get(first_segment) is not None:
+        found = await _catalog_object(store, stored[first_segment])  # type: ignore[arg-type]
+        if found is not None:
+            objects[found[0]] = found[1]
+    digest_keys = [k for stream_id in streams for k in await list_all(store, layout.digest_prefix(stream_id))]
+    objects.update((k, v) for k, v in (await _read_all(store, digest_keys)).items() if v is not None)
+    records.sort(key=lambda e: (e["session_seq"], e["segment"], e["stream_seq"]))
     return objects, records, streams
 
 
@@ -178,6 +235,8 @@ def write_bundle(path: str, session_id: str, objects: dict[str, bytes], records:
     manifest = {
         "format": FORMAT, "v": VERSION, "session_id": session_id, "created_at": utc_now(), "source": source,
         "streams": streams, "records": records,
+        "segments": sorted(k for k in objects if layout.parse_segment_key(k)),
+        "catalog": sorted(k for k in objects if layout.parse_catalog_key(k)),
         "digests": sorted(k for k in objects if layout.parse_digest_key(k)),
         "public_keys": {kid: f"{KEYS}{kid}.pem" for kid in sorted(keys)},
     }

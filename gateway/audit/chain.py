@@ -88,8 +88,10 @@ class MemorySessionHeads:
 
 
 def store_head_loader(store: ObjectStore) -> HeadLoader:
-    """Find a session's head from the store's session index: the last entry of its last pointer (pointers list in
-    session order; a session is continued by one process at a time when heads are kept in memory)."""
+    """Find a session's head from the store's session index: the last entry of its last pointer. Pointers list in
+    session order of their first entry, so this is the head when one writer at a time continues a session — the
+    case of in-memory heads this loader serves (replicas sharing sessions share heads in Redis instead; their
+    pointers may interleave, e.g. 1,3,5 | 2,4, and the head could then sit in an earlier pointer)."""
     async def load(session_id: str) -> Head | None:
         prefix = layout.session_prefix(session_id)
         last: str | None = None
@@ -127,7 +129,7 @@ class StreamChain:
         self._lock = asyncio.Lock()
 
     async def append(self, body: RecordBody) -> Record:
-        """Seal `body` as this stream's next record (links + hash). The caller persists it (`objects_for`)."""
+        """Seal `body` as this stream's next record (links + hash). The caller spools it (`spool_entry`)."""
         async with self._lock:
             seq, prev = self.last_seq + 1, self.last_hash
             sealed: list[Record] = []

@@ -1,8 +1,17 @@
 """Replay a session from the audit log: its masked responses with their original chunking and timing.
 
-`iter_records(store, session_id)` yields the session's records in session order, streaming (one index page and
-one record at a time, the next record fetched while the current one is replayed), so output starts after one
-list call and one record read whatever the session's size. `render(...)` turns them into output chunks:
+`iter_records(store, session_id)` yields the session's records in session order, streaming: it walks the session's
+index pointers as they are listed (`sessions/<session>/`, one page at a time), reads a few pointers and the segments
+they name ahead (`read_ahead`), and yields a record as soon as no pointer still unread can hold an earlier one, so
+output starts after one list call and a few reads whatever the session's size. Each segment is fetched once
+(`segment.SegmentCache`) and dropped once the session's records in it have been yielded, so memory holds the
+segments of the pointers in flight, not the session.
+
+Why a merge: a pointer lists the session's records in one segment, and two writer streams can interleave one
+session (seqs 1, 3, 5 in a segment of stream A, 2, 4 in one of stream B). Pointers list in order of their first
+`session_seq` (the key says it), so a record is final once its `session_seq` is below the next unread pointer's.
+
+`render(...)` turns the records into output chunks:
 
 - ``sse``  — each masked event's exact bytes (`MaskedEvent.data`), delayed by its `t_ms` / `speed` relative to the
   start of its response (`speed=0`: no delay). Responses follow each other without the gaps between requests.
@@ -11,15 +20,20 @@ list call and one record read whatever the session's size. `render(...)` turns t
 - ``text`` — per record a header line and the masked texts joined (the dialect codec extracts content text from
   the events; a body in no known dialect, or one the codec finds no text in, is shown as sent).
 
-Every record's hash is recomputed; a record that fails is reported through `on_problem` (replay goes on).
+Every record's hash is recomputed and compared with its pointer's entry. Problems are reported through
+`on_problem` and replay goes on: a key under the prefix that is no pointer, a pointer body that is missing or
+malformed, a segment that is missing or does not hold the records its key names, a record that is unreadable,
+fails its hash check, or differs from its pointer entry (hash, position, session).
 """
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import heapq
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -27,59 +41,134 @@ import orjson
 from gateway.audit import layout
 from gateway.audit.canonical import decode, encode
 from gateway.audit.record import Record
+from gateway.audit.segment import SegmentCache, parse_pointer_body
 from gateway.audit.store import ObjectStore, iter_keys
 
 FORMATS = ("sse", "json", "text")
+LIST_PAGE = 256
 
 
 class SessionNotFound(LookupError):
     pass
 
 
+@dataclass
+class _Loaded:
+    """One pointer, read: its entries and its segment's records (None when unreadable)."""
+
+    key: str
+    stream_id: str
+    first: int
+    last: int
+    entries: list[tuple[int, int, str]] | None
+    records: list[bytes] | None
+    left: int = 0
+    """Entries not yielded yet (the segment is dropped from the cache at 0)."""
+
+    @property
+    def segment_key(self) -> str:
+        return layout.segment_key(self.stream_id, self.first, self.last)
+
+
+async def _load(store: ObjectStore, cache: SegmentCache, key: str, parsed: tuple[str, int, str, int, int]) -> _Loaded:
+    _, _, stream_id, first, last = parsed
+    entries = parse_pointer_body(await store.get(key))
+    records = await cache.records(layout.segment_key(stream_id, first, last)) if entries else None
+    if records is not None and len(records) != last - first + 1:
+        records = None  # not the records its key names: no position in it can be trusted
+    return _Loaded(key, stream_id, first, last, entries, records)
+
+
 async def iter_records(store: ObjectStore, session_id: str, *, read_ahead: int = 8,
                        on_problem: Callable[[str], None] | None = None) -> AsyncIterator[Record]:
-    """The session's records in session order, up to `read_ahead` record reads in flight (the first record is
-    yielded as soon as it is read, so output starts after one list call and one read)."""
-    async def load(key: str) -> tuple[str, bytes | None]:
-        parsed = layout.parse_session_index_key(key)
-        if parsed is None:
-            return key, None
-        return key, await store.get(layout.record_key(parsed[2], parsed[3]))
-
-    window: deque[asyncio.Task[tuple[str, bytes | None]]] = deque()
-    try:
-        async for key in iter_keys(store, layout.session_prefix(session_id), page=256):
-            window.append(asyncio.ensure_future(load(key)))
-            if len(window) > max(0, read_ahead) or window[0].done():
-                rec = _parse(*(await window.popleft()), on_problem)
-                if rec is not None:
-                    yield rec
-        while window:
-            rec = _parse(*(await window.popleft()), on_problem)
-            if rec is not None:
-                yield rec
-    finally:
-        for task in window:
-            task.cancel()
-
-
-def _parse(index_key: str, raw: bytes | None, on_problem: Callable[[str], None] | None) -> Record | None:
+    """The session's records in session order (see the module docstring), with up to `read_ahead` + 1 pointers
+    (and their segments) being read at once."""
     def problem(msg: str) -> None:
         if on_problem is not None:
             on_problem(msg)
 
-    if raw is None:
-        problem(f"missing record for {index_key}")
+    cache = SegmentCache(store)
+    window: deque[tuple[int, asyncio.Task[_Loaded]]] = deque()  # (first session_seq from the key, read)
+    ready: list[tuple[int, int, int, _Loaded]] = []  # heap of (session_seq, order, entry index, pointer)
+    order = 0
+    last_listed = 0
+
+    def absorb(p: _Loaded) -> None:
+        nonlocal order
+        if p.entries is None:
+            problem(f"index pointer {p.key} is missing or malformed")
+            return
+        if p.records is None:
+            cache.forget(p.segment_key)
+            problem(f"missing segment {p.segment_key} (named by {p.key}), or it does not hold the records its key "
+                    "names")
+            return
+        p.left = len(p.entries)
+        for i, (session_seq, _, _) in enumerate(p.entries):
+            heapq.heappush(ready, (session_seq, order, i, p))
+            order += 1
+
+    def take(bound: int | None) -> list[Record]:
+        """Records whose session_seq is below `bound` (None: all), in order."""
+        out = []
+        while ready and (bound is None or ready[0][0] < bound):
+            _, _, i, p = heapq.heappop(ready)
+            rec = _record(session_id, p, i, problem)
+            p.left -= 1
+            if p.left == 0:
+                cache.forget(p.segment_key)
+            if rec is not None:
+                out.append(rec)
+        return out
+
+    try:
+        async for key in iter_keys(store, layout.session_prefix(session_id), page=LIST_PAGE):
+            parsed = layout.parse_session_index_key(key)
+            if parsed is None or parsed[0] != session_id:
+                problem(f"unexpected object {key} in the session index")
+                continue
+            last_listed = parsed[1]
+            window.append((parsed[1], asyncio.ensure_future(_load(store, cache, key, parsed))))
+            while window and (len(window) > max(0, read_ahead) or window[0][1].done()):
+                absorb(await window.popleft()[1])
+                for rec in take(window[0][0] if window else last_listed):
+                    yield rec
+        while window:
+            absorb(await window.popleft()[1])
+            for rec in take(window[0][0] if window else None):
+                yield rec
+        for rec in take(None):
+            yield rec
+    finally:
+        for _, task in window:
+            task.cancel()
+
+
+def _record(session_id: str, p: _Loaded, i: int, problem: Callable[[str], None]) -> Record | None:
+    """Entry `i` of pointer `p` as a Record (None, reported, when it cannot be shown as this session's record)."""
+    assert p.entries is not None and p.records is not None
+    session_seq, stream_seq, entry_hash = p.entries[i]
+    where = f"{p.segment_key}#{stream_seq} (named by {p.key})"
+    if not 0 <= stream_seq - p.first < len(p.records):
+        problem(f"index pointer {p.key} names stream seq {stream_seq}, outside its segment")
         return None
+    raw = p.records[stream_seq - p.first]
     try:
         obj = decode(raw)
         rec = Record.model_validate(obj)
     except Exception as e:  # noqa: BLE001 - any unreadable record is reported, replay goes on
-        problem(f"unreadable record for {index_key}: {str(e).splitlines()[0][:200]}")
+        problem(f"unreadable record {where}: {str(e).splitlines()[0][:200]}")
+        return None
+    if rec.session_id != session_id:
+        problem(f"record {rec.stream_id}/{rec.stream_seq} at {where} belongs to another session")
         return None
     actual = hashlib.sha256(encode({k: v for k, v in obj.items() if k != "hash"})).hexdigest()
     if actual != rec.hash or encode(obj) != raw:
         problem(f"record {rec.stream_id}/{rec.stream_seq} (session seq {rec.session_seq}) fails its hash check")
+    if (rec.hash, rec.session_seq, rec.stream_id, rec.stream_seq) != (entry_hash, session_seq, p.stream_id,
+                                                                         stream_seq):
+        problem(f"record {rec.stream_id}/{rec.stream_seq} (session seq {rec.session_seq}) does not match its "
+                f"index pointer entry in {p.key}")
     return rec
 
 

@@ -1,6 +1,6 @@
 """Local append-only spool: audit objects are durable on local disk before the store has them.
 
-An *entry* is one `append` call (a list of ``(key, bytes)`` objects, e.g. `chain.objects_for(record)`) and is one
+An *entry* is one `append` call (a list of ``(key, bytes)`` objects, e.g. `chain.spool_entry(record)`) and is one
 frame on disk, so a crash keeps all of an append or none of it (a record never lands without its index pointer).
 Frame: ``<u32 payload length><u32 crc32(seq + payload)><u64 seq>`` then the payload (``<u16 n>`` and per object
 ``<u16 key length><key><u32 data length><data>``). Entries are numbered 1, 2, 3... and live in segment files

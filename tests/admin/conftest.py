@@ -1,4 +1,7 @@
-"""Fixtures for the admin API tests: a fake verifier, a recording `record_admin`, audit logs, an app client."""
+"""Fixtures for the admin API tests: a fake verifier, a recording `record_admin`, audit logs, an app client.
+
+Audit logs are stored as the uploader stores them: several records per segment (`chain.write_records`), cut where
+`segment.SegmentBuilder` says, each writer stream in its own segments."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -9,14 +12,17 @@ import pytest
 from aiohttp import web
 
 from gateway.admin import AdminContext, setup_admin
-from gateway.audit.chain import MemorySessionHeads, StreamChain, write_record
+from gateway.audit import layout
+from gateway.audit.chain import MemorySessionHeads, StreamChain, write_records
 from gateway.audit.digest import DigestWriter, generate_key
-from gateway.audit.record import MaskedEvent, PrincipalInfo, RecordBody
+from gateway.audit.record import MaskedEvent, PrincipalInfo, Record, RecordBody
+from gateway.audit.segment import SegmentBuilder, meta_of, pack, unpack
 from gateway.audit.store import MemoryStore, ObjectStore, StoreError
 from gateway.auth.errors import AuthError
 from gateway.config import AdminSettings
 from gateway.principal import Principal
-from tests.audit.logbuilder import Log, build_log
+from tests.audit.logbuilder import SESSIONS, STREAM_A, STREAM_B, Log
+from tests.audit.logbuilder import body as log_body
 
 SETTINGS = AdminSettings(approver_groups=["approvers"], investigator_groups=["investigators"],
                          admin_groups=["gateway-admins"])
@@ -80,10 +86,76 @@ class CountingStore(MemoryStore):
         return await super().list(prefix, **kw)
 
 
+class Segmenter:
+    """Stores each stream's records in segments of up to `batch` records, as the uploader does."""
+
+    def __init__(self, store: ObjectStore, batch: int) -> None:
+        self.store = store
+        self.batch = batch
+        self.pending: dict[str, tuple[SegmentBuilder, list[Record]]] = {}
+
+    async def add(self, rec: Record) -> None:
+        builder, recs = self.pending.setdefault(rec.stream_id, (SegmentBuilder(self.batch), []))
+        meta = meta_of(rec.to_bytes())
+        if not builder.fits(meta):
+            await self.flush(rec.stream_id)
+            builder, recs = self.pending.setdefault(rec.stream_id, (SegmentBuilder(self.batch), []))
+        builder.add(meta)
+        recs.append(rec)
+
+    async def flush(self, stream_id: str | None = None) -> None:
+        for sid in [stream_id] if stream_id else list(self.pending):
+            _, recs = self.pending.pop(sid, (None, []))
+            if recs:
+                await write_records(self.store, recs)
+
+
+def segment_of(store: MemoryStore, rec: Record) -> str:
+    """The key of the stored segment holding `rec`."""
+    [key] = [k for k in store._objects if (p := layout.parse_segment_key(k)) and p[0] == rec.stream_id
+             and p[1] <= rec.stream_seq <= p[2]]
+    return key
+
+
+def flip(store: MemoryStore, rec: Record, needle: bytes = b"MASKED") -> str:
+    """Change one bit of `rec`'s bytes inside its segment (bypassing the append-only store); its segment key."""
+    key = segment_of(store, rec)
+    lines = unpack(store._objects[key])
+    n = rec.stream_seq - layout.parse_segment_key(key)[1]  # type: ignore[index]
+    i = lines[n].index(needle)
+    lines[n] = lines[n][:i] + bytes([lines[n][i] ^ 1]) + lines[n][i + 1:]
+    store.tamper_set(key, pack(lines))
+    return key
+
+
+async def build_segmented_log(store: ObjectStore, *, n: int = 40, digest_every: int = 8, batch: int = 8) -> Log:
+    """`tests.audit.logbuilder.build_log`'s log (`n` records, two streams, four sessions that span both, digests
+    every `digest_every` records of a stream and at the end), stored in segments of up to `batch` records."""
+    key = generate_key()
+    heads = MemorySessionHeads()
+    chains = [StreamChain(heads, STREAM_A), StreamChain(heads, STREAM_B)]
+    log = Log(store, key, chains, [DigestWriter(c, key) for c in chains])
+    segments = Segmenter(store, batch)
+    for i in range(n):
+        stream = (i * 7 // 3) % 2 if i < n - 1 else 0
+        session = SESSIONS[(i * 5 // 2) % len(SESSIONS)] if i < n - 1 else "s-gamma"
+        rec = await chains[stream].append(log_body(i, session))
+        log.records.append(rec)
+        await segments.add(rec)
+        if chains[stream].last_seq % digest_every == 0:
+            await segments.flush(chains[stream].stream_id)  # a digest covers stored records
+            await log.writers[stream].publish(store)
+    await segments.flush()
+    for w in log.writers:
+        await w.publish(store)
+    return log
+
+
 @pytest.fixture
 async def log() -> Log:
-    """40 records over two streams and four sessions (`tests.audit.logbuilder`), digests published."""
-    return await build_log(CountingStore(), n=40)
+    """40 records over two streams and four sessions, in segments of up to 8 records (each session's pointers
+    interleave: one holds a record later than the next one's first), digests published."""
+    return await build_segmented_log(CountingStore(), n=40)
 
 
 @pytest.fixture
@@ -99,7 +171,7 @@ def verifier() -> FakeVerifier:
 @pytest.fixture
 def make_ctx(verifier, recorder) -> Callable[..., AdminContext]:
     def make(log: Log | None = None, **kw: Any) -> AdminContext:
-        fields: dict[str, Any] = dict(verifier=verifier, settings=SETTINGS, record_admin=recorder)
+        fields: dict[str, Any] = {"verifier": verifier, "settings": SETTINGS, "record_admin": recorder}
         if log is not None:
             fields.update(store=log.store, public_keys=log.public_keys, latest_digests=lambda: log.anchors)
         return AdminContext(**{**fields, **kw})
@@ -134,13 +206,24 @@ def body(n: int, session: str, *, sub: str, time: str, events: list[MaskedEvent]
     )
 
 
-async def write_sessions(store: ObjectStore, specs: list[tuple[str, str, str, int]]) -> StreamChain:
-    """Write sessions given as (session id, subject, first record time, number of records), then a digest."""
-    chain = StreamChain(MemorySessionHeads(), "20250101T000000Z-dddddddddddd")
+SESSION_STREAMS = ("20250101T000000Z-dddddddddddd", "20250101T000000Z-ffffffffffff")
+
+
+async def write_sessions(store: ObjectStore, specs: list[tuple[str, str, str, int]], *,
+                         batch: int = 5) -> list[StreamChain]:
+    """Write sessions given as (session id, subject, first record time, number of records), the sessions taking
+    turns on two writer streams (so catalog objects of both streams interleave in time), in segments of up to
+    `batch` records; then a digest per stream."""
+    heads = MemorySessionHeads()
+    chains = [StreamChain(heads, sid) for sid in SESSION_STREAMS]
+    segments = Segmenter(store, batch)
     n = 0
-    for session, sub, time, count in specs:
+    for j, (session, sub, time, count) in enumerate(specs):
         for _ in range(count):
-            await write_record(store, await chain.append(body(n, session, sub=sub, time=time)))
+            await segments.add(await chains[j % 2].append(body(n, session, sub=sub, time=time)))
             n += 1
-    await DigestWriter(chain, generate_key()).publish(store)
-    return chain
+    await segments.flush()
+    key = generate_key()
+    for chain in chains:
+        await DigestWriter(chain, key).publish(store)
+    return chains

@@ -1,29 +1,22 @@
 """`GET /admin/sessions/{id}` and `/replay`: records in session order, exact replay bytes and timing, errors."""
 from __future__ import annotations
 
+import itertools
 import time
 
 import orjson
 import pytest
 
 from gateway.audit import layout
+from gateway.audit.canonical import decode
 from gateway.audit.chain import MemorySessionHeads, StreamChain, write_record
 from gateway.audit.record import MaskedEvent
-from gateway.audit.store import MemoryStore
-from tests.admin.conftest import INVESTIGATOR, body
-from tests.audit.logbuilder import raw_set
+from gateway.audit.store import MemoryStore, list_all
+from tests.admin.conftest import INVESTIGATOR, body, flip, segment_of
 
 
 def of(log, session):
     return [r for r in log.records if r.session_id == session]
-
-
-def flip(log, rec) -> None:
-    """Change one byte of a stored record (bypassing the append-only store)."""
-    key = layout.record_key(rec.stream_id, rec.stream_seq)
-    raw = log.store._objects[key]
-    i = raw.index(b"MASKED")
-    raw_set(log.store, key, raw[:i] + b"N" + raw[i + 1:])
 
 
 # -- show ---------------------------------------------------------------------------------------------------------
@@ -37,15 +30,19 @@ async def test_show_returns_the_records_in_session_order(client, log, session):
     assert [r["session_seq"] for r in got["records"]] == list(range(1, len(expected) + 1))
     assert got["records"] == [orjson.loads(r.to_bytes()) for r in expected]
     assert len({r["stream_id"] for r in got["records"]}) == 2  # the session spans both writer streams
+    # stored as several records per segment, the session's pointers interleaving (replay merges them)
+    assert len({segment_of(log.store, r) for r in expected}) < len(expected)
+    bodies = [decode(log.store._objects[k]) for k in await list_all(log.store, layout.session_prefix(session))]
+    assert any(b[-1][0] > nxt[0][0] for b, nxt in itertools.pairwise(bodies))
 
 
 async def test_show_names_a_tampered_record(client, log):
     rec = of(log, "s-alpha")[1]
-    flip(log, rec)
+    flip(log.store, rec)
     got = await (await client.get("/admin/sessions/s-alpha", headers=INVESTIGATOR)).json()
     assert len(got["records"]) == len(of(log, "s-alpha"))
-    assert got["problems"] == [f"INVALID: record {rec.stream_id}/{rec.stream_seq} (session seq 2) fails its "
-                               "hash check"]
+    assert got["problems"] == [(f"INVALID: record {rec.stream_id}/{rec.stream_seq} (session seq 2) fails its "
+                                "hash check")]
 
 
 @pytest.mark.parametrize("suffix", ["", "/replay", "/verify", "/export"])
@@ -136,7 +133,7 @@ async def test_replay_json_and_text_formats(client, log):
 
 async def test_replay_reports_a_tampered_record_after_the_stream(client, log):
     rec = of(log, "s-alpha")[0]
-    flip(log, rec)
+    flip(log.store, rec)
     data = await (await client.get("/admin/sessions/s-alpha/replay?speed=0", headers=INVESTIGATOR)).read()
     events = b"".join(e["data"].encode() for r in of(log, "s-alpha") for e in r.masked_response)
     assert data.startswith(events)
@@ -144,12 +141,16 @@ async def test_replay_reports_a_tampered_record_after_the_stream(client, log):
                                   "hash check\n\n").encode()
 
 
-async def test_replay_of_an_index_naming_only_missing_records_is_evidence_not_404(client, log):
-    for rec in of(log, "s-delta"):
-        log.store.tamper_delete(layout.record_key(rec.stream_id, rec.stream_seq))
+async def test_replay_of_an_index_naming_only_missing_segments_is_evidence_not_404(client, log):
+    segments = {segment_of(log.store, rec) for rec in of(log, "s-delta")}
+    for key in segments:
+        log.store.tamper_delete(key)
     resp = await client.get("/admin/sessions/s-delta/replay?speed=0&format=text", headers=INVESTIGATOR)
     assert resp.status == 200
-    assert (await resp.text()).startswith("INVALID: missing record for sessions/s-delta/")
+    lines = (await resp.text()).splitlines()
+    assert len(lines) == len(segments) and all(line.startswith("INVALID: missing segment streams/") for line in lines)
+    got = await (await client.get("/admin/sessions/s-delta", headers=INVESTIGATOR)).json()
+    assert got["records"] == [] and len(got["problems"]) == len(segments)
 
 
 @pytest.mark.parametrize("query,param", [

@@ -4,17 +4,19 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.audit import layout
-from gateway.audit.canonical import decode
+from gateway.audit.canonical import canonical_bytes, decode
 from gateway.audit.chain import (
     MemorySessionHeads,
     StreamChain,
     new_stream_id,
-    objects_for,
+    spool_entry,
     store_head_loader,
     write_record,
+    write_records,
 )
 from gateway.audit.record import Record, RecordBody, hash_of
-from gateway.audit.store import MemoryStore
+from gateway.audit.segment import segment_objects, unpack
+from gateway.audit.store import MemoryStore, list_all
 from tests.audit.logbuilder import body
 
 
@@ -77,12 +79,88 @@ async def test_restarted_writer_continues_sessions_from_the_store():
     assert (await restarted.append(body(10, "new"))).session_seq == 1
 
 
-def test_objects_for_record():
+def test_spool_entry_is_one_object_per_record():
     rec = Record.seal(body(1, "a:b"), stream_id="st", stream_seq=7, prev="0" * 64, session_seq=2,
                       session_prev="1" * 64)
-    (k1, v1), (k2, v2) = objects_for(rec)
-    assert k1 == layout.record_key("st", 7) and v1 == rec.to_bytes()
-    assert k2 == layout.session_index_key("a:b", 2, "st", 7) and v2 == rec.hash.encode()
+    assert spool_entry(rec) == [(layout.spool_record_name("st", 7), rec.to_bytes())]
+    assert layout.parse_spool_record_name(spool_entry(rec)[0][0]) == ("st", 7)
+
+
+async def appended(chain: StreamChain, sessions: list[str], start: int = 0) -> list[Record]:
+    return [await chain.append(body(start + i, s)) for i, s in enumerate(sessions)]
+
+
+async def test_write_records_stores_one_segment_then_its_index():
+    store = MemoryStore()
+    chain = StreamChain(MemorySessionHeads(), "st")
+    recs = await appended(chain, ["a", "b", "a", "c@x:1", "a"])
+    await write_records(store, recs)
+    seg = layout.segment_key("st", 1, 5)
+    assert unpack(store._objects[seg]) == [r.to_bytes() for r in recs]
+    pointers = await list_all(store, layout.SESSIONS)
+    assert sorted(pointers) == sorted([layout.session_index_key("a", 1, "st", 1, 5),
+                                       layout.session_index_key("b", 1, "st", 1, 5),
+                                       layout.session_index_key("c@x:1", 1, "st", 1, 5)])
+    a = [r for r in recs if r.session_id == "a"]
+    assert decode(store._objects[layout.session_index_key("a", 1, "st", 1, 5)]) == \
+        [[r.session_seq, r.stream_seq, r.hash] for r in a] and [r.session_seq for r in a] == [1, 2, 3]
+    [catalog] = await list_all(store, layout.CATALOG)
+    starts = sorted((r for r in recs if r.session_seq == 1), key=lambda r: (r.time, r.session_id))
+    assert catalog == layout.catalog_key(starts[0].time, "st", 1)
+    assert decode(store._objects[catalog]) == [{"session_id": r.session_id, "subject": "alice", "time": r.time,
+                                                "hash": r.hash} for r in starts]
+    # exactly the objects `segment_objects` derives, the segment first (a pointer never names a missing segment)
+    objects = segment_objects([r.to_bytes() for r in recs])
+    assert objects[0][0] == seg and dict(objects) == store._objects
+
+
+async def test_a_later_segment_points_on_from_where_the_session_is():
+    store = MemoryStore()
+    chain = StreamChain(MemorySessionHeads(), "st")
+    await write_records(store, await appended(chain, ["a", "b", "a"]))
+    later = await appended(chain, ["b", "a"], start=3)
+    await write_records(store, later)
+    assert await list_all(store, layout.session_prefix("a")) == [layout.session_index_key("a", 1, "st", 1, 3),
+                                                                 layout.session_index_key("a", 3, "st", 4, 5)]
+    assert store._objects[layout.session_index_key("b", 2, "st", 4, 5)] == \
+        canonical_bytes([[2, 4, later[0].hash]])
+    assert len(await list_all(store, layout.CATALOG)) == 1  # the later segment starts no session
+
+
+async def test_segment_objects_refuses_records_that_are_not_one_stream_in_order():
+    a, b = StreamChain(MemorySessionHeads(), "sa"), StreamChain(MemorySessionHeads(), "sb")
+    r1, r2, r3 = await appended(a, ["s", "s", "s"])
+    with pytest.raises(ValueError):
+        segment_objects([r1.to_bytes(), r3.to_bytes()])
+    with pytest.raises(ValueError):
+        segment_objects([r1.to_bytes(), (await b.append(body(9, "s"))).to_bytes()])
+    assert len(segment_objects([r2.to_bytes(), r3.to_bytes()])) == 2  # segment + pointer: no session starts
+
+
+async def test_head_loader_reads_the_last_pointer_over_multi_record_segments():
+    store = MemoryStore()
+    first = StreamChain(MemorySessionHeads(), "sa")
+    recs = await appended(first, ["bob@x", "other", "bob@x", "bob@x", "other", "bob@x", "other"])
+    await write_records(store, recs[:4])
+    await write_records(store, recs[4:])
+    load = store_head_loader(store)
+    bob = [r for r in recs if r.session_id == "bob@x"]
+    assert await load("bob@x") == (4, bob[-1].hash)
+    assert await load("other") == (3, recs[-1].hash) and await load("nobody") is None
+    # a restarted gateway (a new stream) continues the chain, and its segment becomes the last pointer
+    restarted = StreamChain(MemorySessionHeads(recover=load), "sb")
+    more = await appended(restarted, ["bob@x", "bob@x"], start=20)
+    assert (more[0].session_seq, more[0].session_prev, more[0].stream_seq) == (5, bob[-1].hash, 1)
+    await write_records(store, more)
+    assert await load("bob@x") == (6, more[-1].hash)
+
+
+async def test_head_loader_ignores_an_unreadable_last_pointer():
+    store = MemoryStore()
+    chain = StreamChain(MemorySessionHeads(), "sa")
+    await write_records(store, await appended(chain, ["s", "s"]))
+    store.tamper_set(layout.session_index_key("s", 1, "sa", 1, 2), b"not json")
+    assert await store_head_loader(store)("s") is None
 
 
 def test_new_stream_id_is_a_valid_stream_id():

@@ -357,12 +357,13 @@ async function loadSessions({ more = false } = {}) {
 
 function renderSessions() {
   const rows = sessions.items.map((s) => {
-    const open = () => { location.hash = routeHash("sessions", s.id); };
+    // an unreadable catalog object is listed with no session id: shown (with its key), not openable
+    const open = () => { if (s.id != null) location.hash = routeHash("sessions", s.id); };
     return el("tr", {
       tabIndex: 0, onclick: open, onkeydown: (ev) => { if (ev.key === "Enter") open(); },
       title: s.problem ? String(s.problem) : "",
     },
-    el("td", {}, el("code", {}, s.id ?? ""), s.problem ? el("span", { className: "warn" }, " ⚠") : ""),
+    el("td", {}, el("code", {}, s.id ?? s.catalog_key ?? ""), s.problem ? el("span", { className: "warn" }, " ⚠") : ""),
     el("td", {}, s.subject ?? "—"),
     el("td", {}, timeEl(s.started_at)));
   });
