@@ -11,6 +11,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from gateway.audit.layout import MAX_SEGMENT_RECORDS
+
 ENV_PREFIX = "GATEWAY_"
 _ASYMMETRIC = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 
@@ -154,8 +156,11 @@ class AuditSettings(_Section):
     anchor_store: str | None = None
     """Optional second store (`file://` / `s3://`, same S3 settings) that receives a copy of every digest, so a
     truncated tail in the main store is detectable."""
-    upload_batch: int = Field(64, ge=1, le=10000)
+    upload_batch: int = Field(500, ge=1, le=MAX_SEGMENT_RECORDS)
+    """Most records the uploader packs into one segment object (one PUT, plus an index pointer per session in it
+    and a catalog object if it starts sessions). Under load segments fill up; a quiet gateway ships what it has."""
     upload_concurrency: int = Field(16, ge=1, le=256)
+    """PUTs the uploader keeps in flight at once (segments and index objects alike)."""
     journal_interval_s: float = Field(0.25, gt=0)
     """strict only: how often a streaming response's chunks so far are journaled (kept if the process dies)."""
     shutdown_drain_s: float = Field(10.0, ge=0)

@@ -21,20 +21,33 @@ import fcntl
 import os
 import re
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import structlog
 
-from gateway.audit import layout
+from gateway.audit import layout, segment
 from gateway.audit.canonical import canonical_bytes
+from gateway.audit.chain import (
+    Head,
+    MemorySessionHeads,
+    SessionHeads,
+    StreamChain,
+    spool_entry,
+    store_head_loader,
+)
 from gateway.audit.closing import StreamRegistry, close_stream
-from gateway.audit.chain import Head, MemorySessionHeads, SessionHeads, StreamChain, objects_for, store_head_loader
-from gateway.audit.digest import DigestWriter, key_id, load_or_generate_private_key, public_key_pem
+from gateway.audit.digest import (
+    DigestWriter,
+    key_id,
+    load_or_generate_private_key,
+    public_key_pem,
+)
 from gateway.audit.journal import Journal, OpenExchange
 from gateway.audit.record import MaskedEvent, PrincipalInfo, Record, RecordBody, utc_now
 from gateway.audit.spool import Spool, SpoolFull
-from gateway.audit.store import ObjectStore, store_from_uri
+from gateway.audit.store import ObjectStore, iter_keys, store_from_uri
 from gateway.audit.uploader import Uploader
 from gateway.config import AuditSettings
 from gateway.errors import GatewayError
@@ -97,8 +110,9 @@ class AuditLog:
         """Exchanges a previous process left open, sealed as `incomplete` records at start-up."""
         self._store_head = None
         self._spooled_heads: dict[str, Head] = {}
-        """Newest index pointer per session among the records a previous process left in the spool (the store's
-        index lags behind them until the uploader has shipped them); consumed when the session is first chained."""
+        """Newest record (session_seq, hash) per session among the records a previous process left in the spool
+        (the store's index lags behind them until the uploader has shipped them); consumed when the session is
+        first chained."""
         self._prefetched: dict[str, Head | None] = {}
         """Session heads looked up by `prepare` (before forwarding), consumed by the first commit of the session."""
 
@@ -125,7 +139,7 @@ class AuditLog:
             spooled_ids = self._scan_spool({str(ox.begin.get("record_id")) for ox in open_exchanges})
         except AuditStartupError:
             raise
-        except Exception as exc:  # noqa: BLE001 - every start-up failure becomes one clear message
+        except Exception as exc:
             raise AuditStartupError(f"audit log cannot start: {type(exc).__name__}: {exc}") from exc
         if self._heads is None:
             self._store_head = store_head_loader(self.store)
@@ -200,10 +214,9 @@ class AuditLog:
         key is also served at /admin/audit/digest, so failing to write it only warns."""
         path = self.settings.signing_key + ".pub"
         pem = public_key_pem(key.public_key())
-        with contextlib.suppress(OSError):
-            with open(path, "rb") as f:
-                if f.read() == pem:
-                    return
+        with contextlib.suppress(OSError), open(path, "rb") as f:
+            if f.read() == pem:
+                return
         try:
             tmp = f"{path}.{os.getpid()}.tmp"
             with open(tmp, "wb") as f:
@@ -286,17 +299,21 @@ class AuditLog:
             self._registry.remove(stream_id)
 
     def _scan_spool(self, record_ids: set[str]) -> set[str]:
-        """One pass over what a previous process left in the record spool: collects every session's newest index
-        pointer (`_spooled_heads`) and returns which of `record_ids` have a record there."""
+        """One pass over what a previous process left in the record spool: collects every session's newest record
+        (`_spooled_heads`) and returns which of `record_ids` have a record there."""
         found: set[str] = set()
         for entry in self.spool.pending():
-            for key, data in entry.objects:
-                parsed = layout.parse_session_index_key(key)
-                if parsed is not None:
-                    known = self._spooled_heads.get(parsed[0])
-                    if known is None or parsed[1] > known[0]:
-                        self._spooled_heads[parsed[0]] = (parsed[1], data.decode("ascii"))
-                elif record_ids and layout.parse_record_key(key):
+            for name, data in entry.objects:
+                if layout.parse_spool_record_name(name) is None:
+                    continue
+                try:
+                    meta = segment.meta_of(data)
+                except ValueError:
+                    continue  # the uploader raises the alarm for an entry it cannot ship
+                known = self._spooled_heads.get(meta.session_id)
+                if known is None or meta.session_seq > known[0]:
+                    self._spooled_heads[meta.session_id] = (meta.session_seq, meta.hash)
+                if record_ids:
                     found.update(m.decode() for m in _RECORD_ID.findall(data) if m.decode() in record_ids)
         return found
 
@@ -324,7 +341,7 @@ class AuditLog:
             raise audit_unavailable("the session chain cannot be advanced") from None
         # no await between sealing and queueing: spool order == stream order, and a digest snapshot taken
         # between two steps always finds every record it names already queued
-        fut = self.spool.enqueue(objects_for(record), force=True)
+        fut = self.spool.enqueue(spool_entry(record), force=True)
         self._last_entry = fut
         if self.journal is not None and body.kind == "exchange" and body.request_id:
             fut.add_done_callback(lambda f, rid=body.request_id: self._closed(rid, f))
@@ -397,14 +414,21 @@ class AuditLog:
         session = ox.begin.get("session_id")
         if not session:
             return False
-        keys = await self.store.list(layout.session_prefix(session), limit=100_000)
-        for key in keys[-8:]:  # the open exchange was one of the session's latest records, if it was stored
+        needle = f'"record_id":"{record_id}"'.encode()
+        # The open exchange was one of the session's latest records, if it was stored: only the newest pointers
+        # are read (what `segment.session_pointers` does for all of them: a GET per pointer of a long session).
+        recent: deque[segment.Pointer] = deque(maxlen=_RECENT_POINTERS)
+        async for key in iter_keys(self.store, layout.session_prefix(session)):
             parsed = layout.parse_session_index_key(key)
-            if parsed is None:
-                continue
-            raw = await self.store.get(layout.record_key(parsed[2], parsed[3]))
-            if raw is not None and f'"record_id":"{record_id}"'.encode() in raw:
-                return True
+            if parsed is not None and parsed[0] == session:
+                recent.append(segment.Pointer(key, *parsed))
+        segments = segment.SegmentCache(self.store)
+        for pointer in reversed(recent):
+            entries = segment.parse_pointer_body(await self.store.get(pointer.key)) or []
+            for _, stream_seq, _ in reversed(entries):
+                raw = await segments.record(pointer.stream_id, pointer.first, pointer.last, stream_seq)
+                if raw is not None and needle in raw:
+                    return True
         return False
 
     # -- digests ------------------------------------------------------------------------------------------------
@@ -428,7 +452,7 @@ class AuditLog:
             if entry is not None:
                 try:
                     seq = await asyncio.wait_for(asyncio.shield(entry), wait_s)
-                except (asyncio.TimeoutError, OSError):
+                except (TimeoutError, OSError):
                     seq = None
                 while seq is not None and self.spool.acked < seq and time.monotonic() < deadline:
                     self.uploader.wake()
@@ -462,12 +486,16 @@ class AuditLog:
             "durability": self.settings.durability,
             "backlog_entries": up["backlog_entries"], "backlog_bytes": up["backlog_bytes"],
             "shipped_entries": up["shipped_entries"], "shipped_objects": up["shipped_objects"],
+            "shipped_segments": up["shipped_segments"],
             "last_error": up["last_error"], "conflict_key": up["conflict_key"],
+            "blocked_entry": up["blocked_entry"],
             "last_digest_seq": self.digests.digest_seq if self.digests else 0,
         }
 
 
 _RECORD_ID = re.compile(rb'"record_id":"([^"\\]*)"')
+_RECENT_POINTERS = 8
+"""Journal recovery looks for an open exchange's record in this many of its session's newest index pointers."""
 
 
 def _log_failure(fut: asyncio.Future[int]) -> None:
