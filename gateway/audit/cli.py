@@ -3,15 +3,18 @@
 Exit codes: 0 = fine; 1 = the log (or bundle) has a problem, or the session does not exist; 2 = usage error
 (unreadable key/anchor file, bad store URI, unreadable bundle).
 
-`verify_session` is the per-session verifier (also used for bundles, which hold one session): it checks, for the
-records the session index `sessions/<id>/` names, their bytes and hashes, the session chain (no gap, fork or broken
-`session_prev`), the index pointers, and the digest chains of every stream holding one of them (signatures,
-`prev_digest_signature` links); a record is anchored when a valid digest (or anchor) names it or a later record of
-the session in `sessions_touched` (the session chain commits to everything before). Records after the last such
-record are `unanchored` (warning), a digest naming a session record the store lacks is `truncated_session`.
-Limitation: digests are read only for streams that hold a record of the session or that an anchor names, so a
-session tail deleted *together with its index pointers* from a stream holding no other record of the session is
-caught only with an anchor of that stream (or by the full-store verifier).
+`verify_session` is the per-session verifier (also used for bundles, which hold one session): it reads the session's
+index pointers `sessions/<id>/`, fetches each segment they name once, and checks the session's records in them:
+segment framing, bytes and hashes, place in the segment, the session chain (no gap, fork or broken `session_prev`),
+the pointers (byte for byte what `segment.index_objects` of each segment says for this session), and the digest
+chains of every stream holding one of them (signatures, `prev_digest_signature` links). Records of other sessions
+in those segments are context: read for the index, never reported. A record is anchored when a valid digest (or
+anchor) names it or a later record of the session in `sessions_touched` (the session chain commits to everything
+before). Records after the last such record are `unanchored` (warning), a digest naming a session record the
+store lacks is `truncated_session`, a segment a pointer names that the store lacks is `missing_record` (at the
+segment's key). Limitation: digests are read only for streams that hold a record of the session or that an anchor
+names, so a session tail deleted *together with its index pointers* from a stream holding no other record of the
+session is caught only with an anchor of that stream (or by the full-store verifier).
 """
 from __future__ import annotations
 
@@ -41,7 +44,7 @@ from gateway.audit.digest import (
 from gateway.audit.replay import SessionNotFound, render
 from gateway.audit.store import ObjectStore, list_all, store_from_uri
 from gateway.audit.verify import VerifyResult, _as_digest, _fetch, verify_store
-from gateway.audit.verify_checks import Checker, Problem, _ranges
+from gateway.audit.verify_checks import Checker, Problem, _gaps, _ranges
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -58,47 +61,35 @@ async def verify_session(
     """Verify one session's records (see the module docstring); results name that session's objects only."""
     c = Checker(key_ring(public_keys))
     prefix = layout.session_prefix(session_id)
-    pointers: dict[str, tuple[str, int]] = {}  # index key -> (stream_id, stream_seq)
+    pointers: dict[str, tuple[str, int, int]] = {}  # pointer key -> the segment it names (stream_id, first, last)
     for key in await list_all(store, prefix):
         parsed = layout.parse_session_index_key(key)
         if parsed is None or parsed[0] != session_id:
             c.problem("unexpected_object", key)
         else:
-            pointers[key] = (parsed[2], parsed[3])
-    record_keys = sorted({layout.record_key(sid, seq) for sid, seq in pointers.values()})
-    blobs = await _fetch(store, record_keys, concurrency)
+            pointers[key] = parsed[2:]
+    segment_keys = sorted({layout.segment_key(*seg) for seg in pointers.values()})
+    blobs = await _fetch(store, segment_keys, concurrency)
     loaded = 0
-    for rkey in record_keys:
-        sid, seq = layout.parse_record_key(rkey)  # type: ignore[misc]
-        raw = blobs[rkey]
-        if raw is None:
-            c.problem("missing_record", rkey, "named by the session index, absent from the store")
+    for skey in segment_keys:
+        sid, first, last = layout.parse_segment_key(skey)  # type: ignore[misc]
+        if blobs[skey] is None:
+            c.mark_unsound(sid, first, last)  # its pointers are not compared: the segment's absence is reported
+            c.problem("missing_record", skey, "the session index names this segment, the store lacks it")
             continue
-        loaded += 1
-        rec = c.check_record(rkey, sid, seq, raw)
-        if rec is not None:
-            c.streams.setdefault(sid, {})[seq] = rec
-    foreign: set[str] = set()
-    for other in [s for s in c.sessions if s != session_id]:
-        for recs in c.sessions.pop(other).values():
-            for r in recs:
-                foreign.add(r.key)
-                c.problem("index_mismatch", r.key, f"the index of session {session_id} names a record of "
-                          f"session {other}", record=r.key)
-    expected = {k: r for k, r in c.expected_index().items() if r.session_id == session_id}
+        loaded += c.check_segment(skey, sid, first, last, blobs.pop(skey), session=session_id)
+    # the pointers: exactly those the segments imply for this session
+    c.expected_index = {k: v for k, v in c.expected_index.items() if k.startswith(prefix)}
     pointer_bodies = await _fetch(store, list(pointers), concurrency)
-    for key, body in pointer_bodies.items():
-        rkey = layout.record_key(*pointers[key])
-        if blobs.get(rkey) is not None and rkey not in foreign:  # else already reported
-            c.check_pointer(key, body, expected)
-    c.check_index_complete(set(pointers), expected)
+    for key in pointers:
+        c.check_index_object(key, pointer_bodies[key])
+    c.check_index_complete(set(pointers))
     c.check_sessions()
 
     # digests of the streams the session lives in (and of anchored streams)
     anchor_list = [_as_digest(a) for a in anchors]
-    streams = sorted(set(c.streams) | {sid for sid, _ in pointers.values()}
-                     | {a.get("stream_id") for a in anchor_list if isinstance(a.get("stream_id"), str)
-                        and layout._STREAM_ID.fullmatch(a["stream_id"])})
+    candidates = {*c.streams, *(seg[0] for seg in pointers.values()), *(a.get("stream_id") for a in anchor_list)}
+    streams = sorted(s for s in candidates if isinstance(s, str) and layout._STREAM_ID.fullmatch(s))
     digest_keys: list[str] = []
     for sid in streams:
         digest_keys += await list_all(store, layout.digest_prefix(sid))
@@ -132,8 +123,7 @@ async def verify_session(
             anchored = max(anchored, a["sessions_touched"][session_id][0])
 
     present = c.sessions.get(session_id, {})
-    top = max([*present, claimed, 0])
-    missing = sum(1 for n in range(1, top + 1) if n not in present)
+    missing = sum(b - a + 1 for a, b in _gaps([*present, claimed]))
     loose = sorted(n for n in present if n > anchored)
     for span in _ranges(loose):
         c.problem("unanchored", f"session {session_id} seq {span}", "not covered by any valid digest", warning=True)

@@ -13,6 +13,7 @@ cannot vouch for anything it did not see.
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -20,7 +21,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gateway.audit import layout
 from gateway.audit.canonical import canonical_bytes, decode
 from gateway.audit.digest import key_id, sign_digest
-from gateway.audit.record import Record, utc_now
+from gateway.audit.record import Record, hash_of, utc_now
+from gateway.audit.segment import unpack
 from gateway.audit.store import ObjectStore, list_all
 
 
@@ -64,20 +66,21 @@ async def close_stream(store: ObjectStore, stream_id: str, key: Ed25519PrivateKe
         if last is None or last.get("public_key_id") != key_id(key.public_key()):
             return None
     anchored = int(last["last_seq"]) if last else 0
-    record_keys = await list_all(store, layout.record_prefix(stream_id))
-    tail = [k for k in record_keys if (p := layout.parse_record_key(k)) and p[1] > anchored]
-    if not tail:
-        return None
     touched: dict[str, list[Any]] = {}
     prev = last["last_hash"] if last else None
     seq = anchored
-    for k in tail:
-        raw = await store.get(k)
-        record = Record.from_bytes(raw) if raw is not None else None
-        if record is None or record.stream_seq != seq + 1 or record.prev != prev:
-            raise ValueError(f"stream {stream_id} does not chain at {k}; not signing over it")
+    async for where, raw in _records_after(store, stream_id, anchored):
+        try:
+            record = Record.from_bytes(raw)
+            intact = hash_of(decode(raw)) == record.hash
+        except ValueError:
+            record, intact = None, False
+        if record is None or not intact or record.stream_seq != seq + 1 or record.prev != prev:
+            raise ValueError(f"stream {stream_id} does not chain at {where}; not signing over it")
         touched[record.session_id] = [record.session_seq, record.hash]
         prev, seq = record.hash, record.stream_seq
+    if seq == anchored:
+        return None
     digest = sign_digest({
         "v": 1, "stream_id": stream_id, "digest_seq": (int(last["digest_seq"]) if last else 0) + 1,
         "last_seq": seq, "last_hash": prev, "sessions_touched": touched,
@@ -85,3 +88,27 @@ async def close_stream(store: ObjectStore, stream_id: str, key: Ed25519PrivateKe
     }, key)
     await store.put_if_absent(layout.digest_key(stream_id, digest["digest_seq"]), canonical_bytes(digest))
     return digest
+
+
+async def _records_after(store: ObjectStore, stream_id: str, after: int) -> AsyncIterator[tuple[str, bytes]]:
+    """`(<segment key>#<position>, bytes)` of the stream's stored records after `after`, in segment order: the
+    listing starts at the segment that may hold `after + 1`. A segment that is gone or not newline-terminated
+    lines raises ValueError (the caller must not sign over it)."""
+    prefix = layout.segment_prefix(stream_id)
+    start = layout.segment_search_start(stream_id, after + 1)
+    while keys := await store.list(prefix, start_after=start):
+        for key in keys:
+            parsed = layout.parse_segment_key(key)
+            if parsed is None or parsed[2] <= after:
+                continue
+            body = await store.get(key)
+            try:
+                lines = unpack(body) if body is not None else None
+            except ValueError:
+                lines = None
+            if lines is None or len(lines) != parsed[2] - parsed[1] + 1:
+                raise ValueError(f"stream {stream_id}: segment {key} is unreadable; not signing over it")
+            for i, raw in enumerate(lines):
+                if parsed[1] + i > after:
+                    yield f"{key}#{parsed[1] + i}", raw
+        start = keys[-1]

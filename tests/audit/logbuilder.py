@@ -1,4 +1,9 @@
-"""Build a realistic audit log (several sessions over two writer streams, periodic digests) and tamper with it."""
+"""Build a realistic audit log (several sessions over two writer streams, periodic digests) and tamper with it.
+
+Records are stored as the uploader stores them: multi-record segments (`chain.write_records`), cut every few
+records and before each digest, so a log holds segments of 1..`segment_records` records. `Log.where(rec)` is how the
+verifier names a record's line (`<segment key>#<stream_seq>`); `Log.segment_of(rec)` gives its segment and line;
+`read_record` / `set_record` / `rewrite_record` edit one line in place (the segment key unchanged)."""
 from __future__ import annotations
 
 import os
@@ -8,12 +13,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from gateway.audit import layout
 from gateway.audit.canonical import canonical_bytes, decode
 from gateway.audit.chain import (
     MemorySessionHeads,
     SessionHeads,
     StreamChain,
-    write_record,
+    write_records,
 )
 from gateway.audit.digest import DigestWriter, generate_key
 from gateway.audit.record import (
@@ -25,6 +31,7 @@ from gateway.audit.record import (
     RecordBody,
     hash_of,
 )
+from gateway.audit.segment import SegmentBuilder, index_objects, meta_of, pack, unpack
 from gateway.audit.store import FileStore, MemoryStore, ObjectStore
 
 STREAM_A, STREAM_B = "20250101T000000Z-aaaaaaaaaaaa", "20250101T000001Z-bbbbbbbbbbbb"
@@ -54,6 +61,10 @@ class Log:
     chains: list[StreamChain]
     writers: list[DigestWriter]
     records: list[Record] = field(default_factory=list)
+    segments: dict[str, list[Record]] = field(default_factory=dict)
+    """Segment key → its records, in the order written."""
+    _pending: dict[int, tuple[SegmentBuilder, list[Record]]] = field(default_factory=dict)
+    _located: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict)
 
     @property
     def anchors(self) -> list[dict[str, Any]]:
@@ -67,17 +78,94 @@ class Log:
     def of(self, stream: str) -> list[Record]:
         return [r for r in self.records if r.stream_id == stream]
 
-    async def append(self, stream: int, session_id: str) -> Record:
+    def segments_of(self, stream: str) -> list[str]:
+        """The keys of `stream`'s segments, in order."""
+        return sorted(k for k in self.segments if k.startswith(layout.segment_prefix(stream)))
+
+    def segment_of(self, rec: Record) -> tuple[str, int]:
+        """(segment key, line index) where `rec` was stored."""
+        return self._located[rec.stream_id, rec.stream_seq]
+
+    def where(self, rec: Record) -> str:
+        """How the verifier names `rec`'s line: `<segment key>#<stream_seq>`."""
+        return f"{self.segment_of(rec)[0]}#{rec.stream_seq}"
+
+    def index_objects(self, segment: str) -> list[tuple[str, bytes]]:
+        """The pointers and catalog object written for `segment`."""
+        return index_objects([meta_of(r.to_bytes()) for r in self.segments[segment]])
+
+    def pointer_key(self, rec: Record) -> str:
+        """The session index pointer naming `rec`'s segment for `rec`'s session."""
+        key, _ = self.segment_of(rec)
+        recs = self.segments[key]
+        own = next(r for r in recs if r.session_id == rec.session_id)
+        return layout.session_index_key(rec.session_id, own.session_seq, rec.stream_id, recs[0].stream_seq,
+                                        recs[-1].stream_seq)
+
+    def buffered(self, stream: int) -> int:
+        """Records of `stream` appended but not stored yet."""
+        return len(self._pending.get(stream, (None, []))[1])
+
+    async def append(self, stream: int, session_id: str, *, flush: bool = True) -> Record:
+        """Seal the next record of `stream`; with `flush` (the default) store it now, in one segment with any
+        records of the stream still buffered; else buffer it until `flush` (or until a segment must end)."""
         rec = await self.chains[stream].append(body(len(self.records), session_id))
-        await write_record(self.store, rec)
         self.records.append(rec)
+        builder, pending = self._pending.setdefault(stream, (SegmentBuilder(), []))
+        meta = meta_of(rec.to_bytes())
+        if not builder.fits(meta):  # e.g. a new session too far in time from the segment's others (catalog span)
+            await self.flush(stream)
+            builder, pending = self._pending.setdefault(stream, (SegmentBuilder(), []))
+        builder.add(meta)
+        pending.append(rec)
+        if flush:
+            await self.flush(stream)
         return rec
+
+    async def flush(self, stream: int | None = None) -> None:
+        """Store the buffered records of `stream` (of every stream if None) as one segment each."""
+        for s in [stream] if stream is not None else list(self._pending):
+            _, pending = self._pending.pop(s, (None, []))
+            if pending:
+                await write_records(self.store, pending)
+                key = layout.segment_key(pending[0].stream_id, pending[0].stream_seq, pending[-1].stream_seq)
+                self.segments[key] = pending
+                for i, r in enumerate(pending):
+                    self._located[r.stream_id, r.stream_seq] = (key, i)
+
+    async def publish(self, stream: int) -> dict[str, Any]:
+        """Store what the stream has buffered, then publish its digest."""
+        await self.flush(stream)
+        return await self.writers[stream].publish(self.store)
+
+    # -- editing one record line in place -------------------------------------------------------------------------
+    async def read_record(self, rec: Record) -> bytes:
+        key, i = self.segment_of(rec)
+        return (await segment_lines(self.store, key))[i]
+
+    async def set_record(self, rec: Record, raw: bytes) -> None:
+        """Replace `rec`'s line with `raw` (the segment keeps its key)."""
+        key, i = self.segment_of(rec)
+        lines = await segment_lines(self.store, key)
+        lines[i] = raw
+        set_segment_lines(self.store, key, lines)
+
+    async def rewrite_record(self, rec: Record, change: Callable[[dict], None], *, rehash: bool = False) -> dict:
+        """Edit `rec`'s line as JSON; with `rehash`, recompute its hash as a forger without the key would."""
+        obj = decode(await self.read_record(rec))
+        change(obj)
+        if rehash:
+            obj["hash"] = hash_of(obj)
+        await self.set_record(rec, canonical_bytes(obj))
+        return obj
 
 
 async def build_log(store: ObjectStore, *, n: int = 40, digest_every: int = 6,
-                    heads: list[SessionHeads] | None = None, key: Ed25519PrivateKey | None = None) -> Log:
-    """`n` records over two streams and four sessions; each stream publishes a digest every `digest_every` of its
-    records and once at the end. The last record of stream A is in session `s-gamma`."""
+                    heads: list[SessionHeads] | None = None, key: Ed25519PrivateKey | None = None,
+                    segment_records: int = 4) -> Log:
+    """`n` records over two streams and four sessions, in segments of 1..`segment_records` records; each stream
+    publishes a digest every `digest_every` of its records and once at the end. The last record of stream A is
+    in session `s-gamma`."""
     key = key or generate_key()
     shared = MemorySessionHeads()
     h = heads or [shared, shared]
@@ -88,11 +176,13 @@ async def build_log(store: ObjectStore, *, n: int = 40, digest_every: int = 6,
         session = SESSIONS[(i * 5 // 2) % len(SESSIONS)] if i < n - 1 else "s-gamma"
         if i == n - 1:
             stream = 0
-        await log.append(stream, session)
+        await log.append(stream, session, flush=False)
+        if log.buffered(stream) >= 1 + len(log.segments_of(log.chains[stream].stream_id)) % segment_records:
+            await log.flush(stream)  # segments of 1, 2, ... segment_records records
         if log.chains[stream].last_seq % digest_every == 0:
-            await log.writers[stream].publish(store)
-    for w in log.writers:
-        await w.publish(store)
+            await log.publish(stream)
+    for s in range(len(log.writers)):
+        await log.publish(s)
     return log
 
 
@@ -121,8 +211,19 @@ async def raw_get(store: ObjectStore, key: str) -> bytes:
     return data
 
 
+async def segment_lines(store: ObjectStore, key: str) -> list[bytes]:
+    """The lines (records) of the segment at `key`."""
+    return unpack(await raw_get(store, key))
+
+
+def set_segment_lines(store: ObjectStore, key: str, lines: list[bytes]) -> None:
+    """Overwrite (or create) the segment at `key` with these lines."""
+    raw_set(store, key, pack(lines))
+
+
 async def rewrite(store: ObjectStore, key: str, change: Callable[[dict], None], *, rehash: bool = False) -> dict:
-    """Edit the JSON object at `key`; with `rehash`, recompute its hash as a forger without the key would."""
+    """Edit the JSON object at `key` (a digest, say); with `rehash`, recompute its hash as a forger without the
+    key would."""
     obj = decode(await raw_get(store, key))
     change(obj)
     if rehash:

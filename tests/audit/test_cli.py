@@ -11,6 +11,7 @@ from gateway.audit import cli, layout
 from gateway.audit.bundle import BundleStore
 from gateway.audit.digest import generate_key, public_key_pem
 from gateway.audit.store import FileStore
+from gateway.audit.verify_checks import _ranges
 from tests.audit.logbuilder import (
     STREAM_A,
     Log,
@@ -50,14 +51,21 @@ def of_session(log: Log, session: str):
     return [r for r in log.records if r.session_id == session]
 
 
-def rkey(rec) -> str:
-    return layout.record_key(rec.stream_id, rec.stream_seq)
-
-
-def flip_masked(store, key: str) -> None:
-    raw = asyncio.run(raw_get(store, key))
+def flip_masked(log: Log, rec) -> None:
+    """Change one byte of `rec`'s content in its segment."""
+    raw = asyncio.run(log.read_record(rec))
     i = raw.index(b"MASKED")
-    raw_set(store, key, raw[:i] + b"N" + raw[i + 1:])
+    asyncio.run(log.set_record(rec, raw[:i] + b"N" + raw[i + 1:]))
+
+
+def delete_segment(log: Log, rec, *, index: bool = True) -> list:
+    """Delete the segment holding `rec` (and, with `index`, its pointers and catalog object); returns its records."""
+    key, _ = log.segment_of(rec)
+    if index:
+        for okey, _ in log.index_objects(key):
+            raw_delete(log.store, okey)
+    raw_delete(log.store, key)
+    return log.segments[key]
 
 
 # -- whole store --------------------------------------------------------------------------------------------------
@@ -70,22 +78,20 @@ def test_verify_with_anchor_file(log, uri, keyfile, tmp_path):
     anchors = tmp_path / "anchors.jsonl"
     anchors.write_bytes(b"\n".join(orjson.dumps(a) for a in log.anchors) + b"\n")
     assert run_verify(uri, public_key_files=[keyfile], anchor_file=str(anchors))[:2] == (0, [f"{N}/{N} valid"])
-    # truncate stream A's tail (its last record, pointer and digest): only the anchor can tell
-    last = log.of(STREAM_A)[-1]
-    for key in (rkey(last), layout.session_index_key(last.session_id, last.session_seq, last.stream_id,
-                                                     last.stream_seq),
-                layout.digest_key(STREAM_A, log.writers[0].digest_seq)):
-        raw_delete(log.store, key)
+    # truncate stream A's tail (its last segment, that segment's index objects and the last digest): only the
+    # anchor can tell
+    delete_segment(log, log.of(STREAM_A)[-1])
+    raw_delete(log.store, layout.digest_key(STREAM_A, log.writers[0].digest_seq))
     code, lines, _ = run_verify(uri, public_key_files=[keyfile], anchor_file=str(anchors))
     assert code == 1 and any(line.startswith("INVALID: truncated_digests") for line in lines)
 
 
 def test_verify_one_modified_byte(log, uri, keyfile):
     victim = log.records[7]
-    flip_masked(log.store, rkey(victim))
+    flip_masked(log, victim)
     code, lines, _ = run_verify(uri, public_key_files=[keyfile])
     assert code == 1
-    assert f"INVALID: hash_mismatch {rkey(victim)} (content does not match its hash)" in lines
+    assert lines[:-1] == [f"INVALID: hash_mismatch {log.where(victim)} (content does not match its hash)"]
     assert lines[-1] == f"{N - 1}/{N} valid"
 
 
@@ -111,32 +117,42 @@ def test_verify_session_ok(log, uri, keyfile, session):
 
 
 def test_verify_session_ignores_other_sessions(log, uri, keyfile):
-    flip_masked(log.store, rkey(of_session(log, "s-delta")[2]))
+    # a record of s-delta sharing a segment with s-alpha: context when s-alpha is verified, not its problem
+    victim = next(r for r in of_session(log, "s-delta")
+                  if "s-alpha" in {o.session_id for o in log.segments[log.segment_of(r)[0]]})
+    flip_masked(log, victim)
     n = len(of_session(log, "s-alpha"))
     assert run_verify(uri, session="s-alpha", public_key_files=[keyfile])[:2] == (0, [f"{n}/{n} valid"])
     code, lines, _ = run_verify(uri, session="s-delta", public_key_files=[keyfile])
     m = len(of_session(log, "s-delta"))
     assert code == 1 and lines[-1] == f"{m - 1}/{m} valid"
-    assert [line.split()[1] for line in lines[:-1]] == ["hash_mismatch"]
+    assert lines[:-1] == [f"INVALID: hash_mismatch {log.where(victim)} (content does not match its hash)"]
 
 
 def test_verify_session_detects_deleted_record(log, uri, keyfile):
+    # the segment holding the session's 3rd record is deleted with its index objects (a careful attacker)
     recs = of_session(log, "s-alpha")
-    victim = recs[2]
-    raw_delete(log.store, rkey(victim))
-    raw_delete(log.store, layout.session_index_key(victim.session_id, victim.session_seq, victim.stream_id,
-                                                   victim.stream_seq))
+    gone = [r.session_seq for r in delete_segment(log, recs[2]) if r.session_id == "s-alpha"]
     code, lines, _ = run_verify(uri, session="s-alpha", public_key_files=[keyfile])
     assert code == 1
-    assert f"INVALID: session_gap session s-alpha seq {victim.session_seq} (no record with this session_seq)" in lines
-    assert lines[-1] == f"{len(recs) - 1}/{len(recs)} valid"
+    assert [line for line in lines if "session_gap" in line] == [
+        f"INVALID: session_gap session s-alpha seq {span} (no record with this session_seq)" for span in _ranges(gone)]
+    assert lines[-1] == f"{len(recs) - len(gone)}/{len(recs)} valid"
+
+
+def test_verify_session_detects_segment_deleted_under_its_pointer(log, uri, keyfile):
+    recs = of_session(log, "bob@corp:7")
+    key, _ = log.segment_of(recs[1])
+    delete_segment(log, recs[1], index=False)
+    code, lines, _ = run_verify(uri, session="bob@corp:7", public_key_files=[keyfile])
+    assert code == 1
+    assert f"INVALID: missing_record {key} (the session index names this segment, the store lacks it)" in lines
+    assert not any("index_" in line for line in lines)  # the pointer is not reported a second time
 
 
 def test_verify_session_detects_truncated_tail(log, uri, keyfile):
     last = of_session(log, "s-gamma")[-1]  # named by stream A's final digest
-    raw_delete(log.store, rkey(last))
-    raw_delete(log.store, layout.session_index_key(last.session_id, last.session_seq, last.stream_id,
-                                                   last.stream_seq))
+    delete_segment(log, last)
     code, lines, _ = run_verify(uri, session="s-gamma", public_key_files=[keyfile])
     assert code == 1 and any(line.startswith(f"INVALID: truncated_session session s-gamma seq {last.session_seq}")
                              for line in lines)
@@ -184,7 +200,8 @@ def test_export_then_verify_offline(log, uri, keyfile, tmp_path, session):
     assert run_verify(str(bundle), public_key_files=[keyfile])[:2] == (0, [f"{n}/{n} valid"])
     b = BundleStore(str(bundle))
     assert b.session_id == session and not b.anomalies
-    assert {r["key"] for r in b.manifest["records"]} == {rkey(r) for r in of_session(log, session)}
+    assert [(r["segment"], r["stream_seq"]) for r in b.manifest["records"]] == [
+        (log.segment_of(r)[0], r.stream_seq) for r in of_session(log, session)]
 
 
 def test_bundle_contents(log, uri, keyfile, tmp_path):
@@ -197,30 +214,32 @@ def test_bundle_contents(log, uri, keyfile, tmp_path):
     assert digests == {f"objects/{layout.digest_key(s, i)}" for s in streams
                        for i in range(1, log.writers[0 if s == STREAM_A else 1].digest_seq + 1)}
     assert names[0] == "manifest.json" and sum(n.startswith("keys/") for n in names) == 1
-    records = {n for n in names if "/records/" in n}
-    assert records == {f"objects/{rkey(r)}" for r in of_session(log, "s-delta")}
+    segments = {n for n in names if "/segments/" in n}
+    assert segments == {f"objects/{log.segment_of(r)[0]}" for r in of_session(log, "s-delta")}
 
 
-def test_tampered_bundle_is_invalid(uri, keyfile, tmp_path):
+def test_tampered_bundle_is_invalid(log, uri, keyfile, tmp_path):
     bundle = tmp_path / "evidence.tar"
     assert export(uri, "s-alpha", bundle, keyfile) == 0
+    victim = of_session(log, "s-alpha")[1]
     data = bundle.read_bytes()
-    i = data.index(b"MASKED")
+    i = data.index(victim.to_bytes()) + victim.to_bytes().index(b"MASKED")
     bundle.write_bytes(data[:i] + b"N" + data[i + 1:])
     code, lines, _ = run_verify(str(bundle), public_key_files=[keyfile])
-    assert code == 1 and any(line.startswith("INVALID: hash_mismatch streams/") for line in lines)
+    assert code == 1 and f"INVALID: hash_mismatch {log.where(victim)} (content does not match its hash)" in lines
 
 
 def test_bundle_with_a_member_removed_is_invalid(log, uri, keyfile, tmp_path):
     bundle, cut = tmp_path / "evidence.tar", tmp_path / "cut.tar"
     assert export(uri, "s-alpha", bundle, keyfile) == 0
     middle = of_session(log, "s-alpha")[3]
+    key, _ = log.segment_of(middle)
     with tarfile.open(bundle) as src, tarfile.open(cut, "w:") as dst:
         for m in src.getmembers():
-            if m.name != f"objects/{rkey(middle)}":
+            if m.name != f"objects/{key}":
                 dst.addfile(m, src.extractfile(m))
     code, lines, _ = run_verify(str(cut), public_key_files=[keyfile])
-    assert code == 1 and any(line.startswith("INVALID: missing_record") for line in lines)
+    assert code == 1 and any(line.startswith(f"INVALID: missing_record {key}") for line in lines)
 
 
 def test_bundle_checked_against_another_key(uri, keyfile, tmp_path):
@@ -255,10 +274,14 @@ def test_tampered_manifest(uri, keyfile, tmp_path):
 
 def test_verify_session_detects_rewritten_index_pointer(log, uri, keyfile):
     a, b = of_session(log, "s-gamma")[1:3]
-    key = layout.session_index_key(a.session_id, a.session_seq, a.stream_id, a.stream_seq)
-    raw_set(log.store, key, b.hash.encode())
+    key = log.pointer_key(a)
+    body = orjson.loads(asyncio.run(raw_get(log.store, key)))
+    body[0][2] = b.hash
+    raw_set(log.store, key, orjson.dumps(body))
     code, lines, _ = run_verify(uri, session="s-gamma", public_key_files=[keyfile])
-    assert code == 1 and lines[0].startswith(f"INVALID: index_mismatch {key}")
+    n = len(of_session(log, "s-gamma"))
+    assert (code, lines) == (1, [f"INVALID: index_mismatch {key} (differs from what {log.segment_of(a)[0]} implies)",
+                                 f"{n}/{n} valid"])
 
 
 def test_the_gateway_command_verifies_exports_and_replays(log, uri, keyfile, tmp_path):
@@ -267,7 +290,8 @@ def test_the_gateway_command_verifies_exports_and_replays(log, uri, keyfile, tmp
     import sys
 
     def gateway(*args):
-        return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, timeout=60)
+        return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, timeout=60,
+                              check=False)
 
     ok = gateway("audit", "verify", "--store", uri, "--public-key", keyfile)
     assert ok.returncode == 0 and ok.stdout.splitlines()[-1] == f"{N}/{N} valid"
@@ -276,7 +300,7 @@ def test_the_gateway_command_verifies_exports_and_replays(log, uri, keyfile, tmp
     assert gateway("audit", "export", "--store", uri, session, "-o", str(bundle), "--public-key", keyfile).returncode == 0
     replayed = gateway("replay", "--store", uri, session, "--speed", "0", "--format", "json")
     assert replayed.returncode == 0 and replayed.stdout.strip()
-    flip_masked(log.store, rkey(log.records[0]))
+    flip_masked(log, log.records[0])
     bad = gateway("audit", "verify", "--store", uri, "--public-key", keyfile)
     assert bad.returncode == 1 and any(line.startswith("INVALID: ") for line in bad.stdout.splitlines())
     assert gateway("audit", "verify", "--store", str(bundle), "--public-key", keyfile).returncode == 0

@@ -2,7 +2,7 @@ import pytest
 
 from gateway.audit import layout
 from gateway.audit.canonical import decode
-from gateway.audit.chain import MemorySessionHeads, StreamChain, write_record
+from gateway.audit.chain import MemorySessionHeads, StreamChain, write_records
 from gateway.audit.digest import (
     DIGEST_FIELDS,
     DigestWriter,
@@ -40,8 +40,8 @@ async def test_digests_chain_and_verify():
     writer = DigestWriter(chain, key)
     empty = await writer.publish(store)
     assert (empty["digest_seq"], empty["last_seq"], empty["last_hash"]) == (1, 0, None)
-    for i in range(3):
-        await write_record(store, await chain.append(body(i, f"s{i % 2}")))
+    await write_records(store, [await chain.append(body(i, f"s{i % 2}")) for i in range(3)])  # one segment
+    assert await store.list(layout.segment_prefix(chain.stream_id)) == [layout.segment_key(chain.stream_id, 1, 3)]
     d2 = await writer.publish(store)
     assert d2.keys() == DIGEST_FIELDS
     assert (d2["digest_seq"], d2["last_seq"], d2["last_hash"]) == (2, 3, chain.last_hash)
