@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gateway.audit.layout import MAX_SEGMENT_RECORDS
 
@@ -93,7 +101,7 @@ class AuthSettings(_Section):
         return [v] if isinstance(v, str) else v
 
     @model_validator(mode="after")
-    def _complete(self) -> "AuthSettings":
+    def _complete(self) -> AuthSettings:
         if not self.issuer:
             raise ValueError("auth.issuer is required (the OIDC issuer URL)")
         if not self.issuer.startswith(("http://", "https://")):
@@ -180,9 +188,9 @@ class LoggingSettings(_Section):
 
 
 # Sections owned by their packages; imported here, below the sections they themselves import from this module.
-from gateway.approvals.settings import ApprovalSettings  # noqa: E402
-from gateway.revocation.settings import RevocationSettings  # noqa: E402
-from gateway.webhooks.settings import WebhooksSettings  # noqa: E402
+from gateway.approvals.settings import ApprovalSettings
+from gateway.revocation.settings import RevocationSettings
+from gateway.webhooks.settings import WebhooksSettings
 
 
 class Settings(_Section):
@@ -199,7 +207,7 @@ class Settings(_Section):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @model_validator(mode="after")
-    def _audit_needs_policy(self) -> "Settings":
+    def _audit_needs_policy(self) -> Settings:
         if self.audit.store and not self.policies.path:
             raise ValueError("audit.store needs policies.path: the audit log stores masked text only, and the "
                              "policy's masking section says what to mask")

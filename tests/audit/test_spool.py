@@ -197,7 +197,7 @@ async def test_read_serves_recent_entries_from_memory_and_older_ones_from_disk(t
     assert [e.seq for e in await sp.read(100)] == [e.seq for e in from_disk]  # the oldest left the cache
     assert [e.objects for e in await sp.read(3, after=7)] == [objs(7), objs(8), objs(9)]
     assert sp._recent and sp._recent[0].seq > 1 and sp._recent_bytes <= 300
-    for after in range(0, 10):
+    for after in range(10):
         got = await sp.read(4, after=after)
         assert [(e.seq, e.objects, e.size) for e in got] == [
             (e.seq, e.objects, e.size) for e in from_disk[after:after + 4]]
