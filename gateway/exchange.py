@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 from multidict import CIMultiDict
 
+from gateway.audit.layout import assigned_session_id
 from gateway.errors import Dialect, GatewayError
 from gateway.principal import Principal
-
 
 _ID_PREFIX = os.urandom(8).hex()
 _id_counter = itertools.count(int.from_bytes(os.urandom(4), "big"))
@@ -28,6 +28,13 @@ def new_id() -> str:
     fresh randomness on every request buys nothing.
     """
     return f"{_ID_PREFIX}{next(_id_counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+def new_session_id() -> str:
+    """The session id the gateway assigns to a request that names none: its start time and a `new_id`. The time
+    lets the audit log find the session through its catalog, without an index object per one-request session
+    (`gateway.audit.layout`)."""
+    return assigned_session_id(time.time(), new_id())
 
 
 @dataclass(eq=False)

@@ -15,7 +15,7 @@ from aiohttp import web
 from gateway.accesslog import AccessLog
 from gateway.config import Settings
 from gateway.errors import GatewayError, dialect_for, error_bytes, sse_error_bytes
-from gateway.exchange import Exchange, new_id, payload_too_large
+from gateway.exchange import Exchange, new_session_id, payload_too_large
 from gateway.filters.chain import FilterChain
 from gateway.forwarder import Forwarder, iter_body, upstream_error
 from gateway.headers import client_response_headers, inbound_headers
@@ -62,7 +62,7 @@ class ProxyHandler:
             scheme=request.scheme,
             host=headers.get("Host", ""),
             dialect=dialect_for(path, headers),
-            session_id=session or new_id(),
+            session_id=session or new_session_id(),
             session_assigned=session is None,
             max_body_bytes=self.max_body,
         )

@@ -85,7 +85,8 @@ async def export_session(request: web.Request, call: AdminCall) -> web.StreamRes
     session = params.session_id(request.match_info["id"])
     objects, records, streams = await collect(call.store, session)
     prefix = layout.session_prefix(session)
-    if not any(key.startswith(prefix) for key in objects):  # pointers, even unreadable ones, are evidence: exported
+    # pointers, even unreadable ones, are evidence: exported; so is a session known only by its catalog entry
+    if not records and not any(key.startswith(prefix) for key in objects):
         raise session_not_found(session)
     data = await asyncio.to_thread(_bundle_bytes, session, objects, records, streams, list(call.ctx.public_keys))
     filename = f"session-{layout.encode_segment(session)}.tar"  # no `@`, `:` or quotes: safe on any filesystem

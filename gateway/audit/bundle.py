@@ -40,9 +40,16 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.audit import layout
+from gateway.audit.canonical import canonical_bytes
 from gateway.audit.digest import key_id, load_public_key, public_key_pem
 from gateway.audit.record import utc_now
-from gateway.audit.segment import index_objects, meta_of, parse_pointer_body, unpack
+from gateway.audit.segment import (
+    catalog_pointer,
+    index_objects,
+    meta_of,
+    parse_pointer_body,
+    unpack,
+)
 from gateway.audit.store import (
     MemoryStore,
     ObjectStore,
@@ -179,15 +186,22 @@ async def _read_all(store: ObjectStore, keys: Iterable[str]) -> dict[str, bytes 
     return dict(zip(keys, await asyncio.gather(*(one(k) for k in keys))))
 
 
-async def _catalog_object(store: ObjectStore, segment: bytes) -> tuple[str, bytes] | None:
-    """The stored catalog object of the segment holding the session's first record: its key is derived from the
-    segment (`index_objects`), then read as stored (None if the segment cannot say or the store lacks it)."""
+async def _catalog_object(store: ObjectStore, segment: bytes, session_id: str) -> tuple[str, bytes] | None:
+    """The stored catalog object listing the session's start, in the segment holding its first record: its key is
+    derived from the segment (`index_objects`), then read as stored (None if the segment cannot say or the store
+    lacks it)."""
     try:
-        objects = index_objects([meta_of(raw) for raw in unpack(segment)])
+        metas = [meta_of(raw) for raw in unpack(segment)]
+        objects = index_objects(metas)
     except ValueError:
         return None
+    start = next((m for m in metas if m.session_id == session_id and m.session_seq == 1), None)
+    if start is None:
+        return None
+    wanted = layout.catalog_bucket(start.time)
     for key, _ in objects:
-        if key.startswith(layout.CATALOG):
+        parsed = layout.parse_catalog_key(key)
+        if parsed is not None and parsed[0][:15] == wanted:
             data = await store.get(key)
             return (key, data) if data is not None else None
     return None
@@ -199,12 +213,20 @@ async def collect(store: ObjectStore, session_id: str) -> tuple[dict[str, bytes]
     a session whose pointers are all unreadable has objects but no record entries (still evidence)."""
     pointers = await _read_all(store, await list_all(store, layout.session_prefix(session_id)))
     objects = {k: v for k, v in pointers.items() if v is not None}
+    entry = await catalog_pointer(store, session_id)  # a gateway-assigned session's first segment
+    if entry is not None:
+        body = await store.get(entry.key)
+        if body is not None:
+            objects[entry.key] = body
+            pointers = {entry.key: canonical_bytes([list(e) for e in entry.entries or []]), **pointers}
     records: list[dict[str, Any]] = []
     streams: list[str] = []
     segments: list[str] = []
     first_segment: str | None = None
     for key, body in pointers.items():
         parsed = layout.parse_session_index_key(key)
+        if entry is not None and key == entry.key:
+            parsed = (session_id, 1, entry.stream_id, entry.first, entry.last)
         if parsed is None:
             continue  # kept in `objects`: the verifier reports it, offline as online
         _, _, stream_id, first, last = parsed
@@ -219,7 +241,7 @@ async def collect(store: ObjectStore, session_id: str) -> tuple[dict[str, bytes]
     stored = await _read_all(store, dict.fromkeys(segments))
     objects.update((k, v) for k, v in stored.items() if v is not None)
     if first_segment is not None and stored.get(first_segment) is not None:
-        found = await _catalog_object(store, stored[first_segment])  # type: ignore[arg-type]
+        found = await _catalog_object(store, stored[first_segment], session_id)  # type: ignore[arg-type]
         if found is not None:
             objects[found[0]] = found[1]
     digest_keys = [k for stream_id in streams for k in await list_all(store, layout.digest_prefix(stream_id))]

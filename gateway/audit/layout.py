@@ -17,12 +17,21 @@ Layout (every name below is relative to the store's root, e.g. the `s3://bucket/
         prefix `sessions/<session>/` yields the session's pointers in session order (zero padding makes the
         lexicographic order numeric): one prefix list per session.
     catalog/<time:YYYYMMDDTHHMMSSmmmZ>-<stream_id>-<first:020d>
-        Session catalog object: one per segment that holds first records of sessions (`session_seq` 1). Body:
-        canonical JSON ``[{"session_id", "subject", "time", "hash"}, ...]`` (each new session's first record's
-        id, principal, time and hash), sorted by (time, session_id). The key's time is the earliest entry's;
-        every entry is at most `CATALOG_SPAN_MS` later (the uploader cuts segments to keep that true), so the
-        sessions that started in ``[since, until)`` are all in the objects listed from `catalog/<since − span>`
-        up to `catalog/<until>`.
+        Session catalog object: one per (segment, UTC second) in which sessions of the segment started (their
+        first record, `session_seq` 1, is in the segment). Body: canonical JSON
+        ``[{"session_id", "subject", "time", "hash"[, "records"]}, ...]`` (each new session's first record's id,
+        principal, time and hash), sorted by (time, session_id). The key's time is the earliest entry's; all
+        entries lie in the same second, so within `CATALOG_SPAN_MS` of it, and the sessions that started in
+        ``[since, until)`` are all in the objects listed from `catalog/<since − span>` up to `catalog/<until>`.
+
+Sessions whose id the gateway assigned (`assigned_session_id`: ``g<start time>-<32 hex>``) are found through the
+catalog, so the segment holding such a session's first record needs no pointer for it: when that record's time is
+within `ASSIGNED_TOLERANCE_MS` of the time in the id, its catalog entry carries ``"records": [[session_seq,
+stream_seq, hash], ...]`` (the session's records in that segment, the body a pointer would have had) and no
+pointer is written; later segments get pointers as usual. `catalog_lookup_window(session_id)` bounds the catalog
+keys to read. (A client may send an id of that form; if its time does not match, the session simply gets a
+pointer, so no id can hide a session from a lookup.) For one-request sessions — SDK clients that send no
+`X-Session-Id` — this takes the pointer PUT out of every record.
 
 Every index and catalog object is a pure function of the segments (`segment.index_objects`), and the verifier
 recomputes them. `<session>` is the session id with every character outside ``[A-Za-z0-9_.-]`` (and a leading
@@ -35,6 +44,7 @@ reaches the store.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 
 STREAMS = "streams/"
 SESSIONS = "sessions/"
@@ -47,6 +57,7 @@ _SEGMENT_KEY = re.compile(r"streams/([A-Za-z0-9][A-Za-z0-9_-]{0,63})/segments/(\
 _SPOOL_RECORD = re.compile(r"r/([A-Za-z0-9][A-Za-z0-9_-]{0,63})/(\d{20})")
 _DIGEST_KEY = re.compile(r"streams/([A-Za-z0-9][A-Za-z0-9_-]{0,63})/digests/(\d{20})\.json")
 _INDEX_KEY = re.compile(r"sessions/([^/]+)/(\d{12})-([A-Za-z0-9][A-Za-z0-9_-]{0,63})-(\d{20})-(\d{20})")
+_ASSIGNED = re.compile(r"g(\d{8}T\d{9}Z)-[0-9a-f]{32}")
 _CATALOG_KEY = re.compile(r"catalog/(\d{8}T\d{9}Z)-([A-Za-z0-9][A-Za-z0-9_-]{0,63})-(\d{20})")
 _RFC3339_MS = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.(\d{3})Z")
 _MAX_SEQ = 10**20 - 1
@@ -54,8 +65,11 @@ _MAX_SESSION_SEQ = 10**12 - 1
 MAX_SEGMENT_RECORDS = 1000
 """Most records one segment may hold (bounds what a reader fetches for one record, and a resuming uploader's
 search for the segment that covers a sequence number)."""
-CATALOG_SPAN_MS = 60_000
-"""Entries of one catalog object lie within this many milliseconds of its key's time."""
+CATALOG_SPAN_MS = 999
+"""Entries of one catalog object lie within this many milliseconds of its key's time (one UTC second)."""
+ASSIGNED_TOLERANCE_MS = 1000
+"""How far a gateway-assigned session's first record time may be from the time in its id for the catalog to index
+it (the id is made a few microseconds before the record's start time is taken; a clock step may do more)."""
 
 
 def check_stream_id(stream_id: str) -> str:
@@ -208,6 +222,49 @@ def catalog_key(time: str, stream_id: str, first: int) -> str:
 def catalog_start(compact_time: str) -> str:
     """List `catalog/` after this key to meet every catalog object whose key time is `compact_time` or later."""
     return f"{CATALOG}{compact_time}"
+
+
+def catalog_bucket(time: str) -> str:
+    """The UTC second of a record time (`20261126T103009`): entries of one catalog object share it."""
+    return catalog_time(time)[:15]
+
+
+def shift(compact: str, ms: int) -> str | None:
+    """The compact time `ms` milliseconds later (earlier if negative); None outside years 1-9999."""
+    c = compact
+    try:
+        when = datetime(int(c[0:4]), int(c[4:6]), int(c[6:8]), int(c[9:11]), int(c[11:13]), int(c[13:15]),
+                        int(c[15:18]) * 1000, tzinfo=UTC) + timedelta(milliseconds=ms)
+    except (OverflowError, ValueError):
+        return None
+    return f"{when:%Y%m%dT%H%M%S}{when.microsecond // 1000:03d}Z"
+
+
+# -- gateway-assigned session ids ---------------------------------------------------------------------------------
+def assigned_session_id(epoch: float, unique: str) -> str:
+    """A session id for a request that named none: its start time (ms, UTC) and 32 hex chars unique to it."""
+    if not re.fullmatch(r"[0-9a-f]{32}", unique):
+        raise ValueError("unique part must be 32 lowercase hex chars")
+    when = datetime.fromtimestamp(epoch, UTC)
+    return f"g{when:%Y%m%dT%H%M%S}{when.microsecond // 1000:03d}Z-{unique}"
+
+
+def assigned_session_time(session_id: str) -> str | None:
+    """The compact start time in a gateway-assigned session id, None for any other id."""
+    m = _ASSIGNED.fullmatch(session_id)
+    return m.group(1) if m else None
+
+
+def catalog_lookup_window(session_id: str) -> tuple[str, str] | None:
+    """For a gateway-assigned id: list `catalog/` after the first key and up to (excluding) the second to meet
+    the catalog object that may index its first segment (None for other ids)."""
+    t = assigned_session_time(session_id)
+    if t is None:
+        return None
+    lo, hi = shift(t, -ASSIGNED_TOLERANCE_MS), shift(t, ASSIGNED_TOLERANCE_MS + 1)
+    if lo is None or hi is None:
+        return None
+    return f"{CATALOG}{lo[:15]}", f"{CATALOG}{hi}"
 
 
 def parse_catalog_key(key: str) -> tuple[str, str, int] | None:

@@ -1,12 +1,14 @@
 """Segments: how records are packed into store objects, and the index and catalog objects derived from them.
 
 One segment = records `first`..`last` of one writer stream (see `layout`). Everything else the uploader writes
-for a segment — a session index pointer per session in it, a catalog object for the sessions it starts — is
-`index_objects(records)`: a pure function of the records' bytes, so the uploader, a resumed uploader after a
-crash and the verifier all derive the same objects. `SegmentBuilder` decides where a segment must end.
+for a segment — a session index pointer per session in it (except a gateway-assigned session starting there,
+which its catalog entry indexes), a catalog object per second in which sessions started there — is
+`index_objects(metas)`: a pure function of the records' bytes, so the uploader, a resumed uploader after a crash
+and the verifier all derive the same objects. `SegmentBuilder` decides where a segment must end.
 
-Readers: `session_pointers(store, session_id)` lists and reads a session's pointers; `SegmentCache.record(...)`
-fetches the record a pointer names (one GET per segment, kept while a reader walks the session).
+Readers: `session_pointers(store, session_id)` lists and reads a session's pointers, after `catalog_pointer` (the
+catalog entry standing for a gateway-assigned session's first segment); `SegmentCache.record(...)` fetches the
+record a pointer names (one GET per segment, kept while a reader walks the session).
 """
 from __future__ import annotations
 
@@ -76,8 +78,12 @@ def unpack(body: bytes) -> list[bytes]:
 
 
 def _ms(time: str) -> int:
-    """Milliseconds since the epoch of a record time (`2026-11-26T10:30:09.123Z`), for the catalog span."""
-    compact = layout.catalog_time(time)
+    """Milliseconds since the epoch of a record time (`2026-11-26T10:30:09.123Z`)."""
+    return _ms_compact(layout.catalog_time(time))
+
+
+def _ms_compact(compact: str) -> int:
+    """Milliseconds since the epoch of a compact time (`20261126T103009123Z`)."""
     y, mo, d = int(compact[0:4]), int(compact[4:6]), int(compact[6:8])
     h, mi, s, ms = int(compact[9:11]), int(compact[11:13]), int(compact[13:15]), int(compact[15:18])
     # days from civil (proleptic Gregorian), so no datetime parsing per record
@@ -91,39 +97,41 @@ def _ms(time: str) -> int:
 
 class SegmentBuilder:
     """Accumulates records for one segment and says when the next one may not join it: another stream, a
-    sequence gap, `MAX_SEGMENT_RECORDS`, `max_records`, `MAX_SEGMENT_BYTES`, or a new session whose start lies
-    more than `CATALOG_SPAN_MS` away from the other new sessions' starts (the catalog's promise)."""
+    sequence gap, `MAX_SEGMENT_RECORDS`, `max_records` or `MAX_SEGMENT_BYTES`."""
 
     def __init__(self, max_records: int = layout.MAX_SEGMENT_RECORDS) -> None:
         self.max_records = min(max_records, layout.MAX_SEGMENT_RECORDS)
         self.metas: list[Meta] = []
         self._bytes = 0
-        self._span: tuple[int, int] | None = None  # (min, max) ms of new sessions' first records
 
     def fits(self, meta: Meta) -> bool:
         if not self.metas:
             return True
         last = self.metas[-1]
-        if (meta.stream_id != last.stream_id or meta.stream_seq != last.stream_seq + 1
-                or len(self.metas) >= self.max_records or self._bytes + meta.size + 1 > MAX_SEGMENT_BYTES):
-            return False
-        if meta.session_seq == 1 and self._span is not None:
-            t = _ms(meta.time)
-            return max(self._span[1], t) - min(self._span[0], t) <= layout.CATALOG_SPAN_MS
-        return True
+        return (meta.stream_id == last.stream_id and meta.stream_seq == last.stream_seq + 1
+                and len(self.metas) < self.max_records and self._bytes + meta.size + 1 <= MAX_SEGMENT_BYTES)
 
     def add(self, meta: Meta) -> None:
         if not self.fits(meta):
             raise ValueError("record does not fit this segment")
         self.metas.append(meta)
         self._bytes += meta.size + 1
-        if meta.session_seq == 1:
-            t = _ms(meta.time)
-            self._span = (t, t) if self._span is None else (min(self._span[0], t), max(self._span[1], t))
+
+
+def found_by_catalog(first: Meta) -> bool:
+    """True if the session whose first record is `first` is indexed by its catalog entry instead of a pointer
+    (a gateway-assigned id whose time matches the record's; see `layout`)."""
+    t = layout.assigned_session_time(first.session_id)
+    if t is None or first.session_seq != 1:
+        return False
+    try:
+        return abs(_ms(first.time) - _ms_compact(t)) <= layout.ASSIGNED_TOLERANCE_MS
+    except (ValueError, IndexError):
+        return False
 
 
 def index_objects(metas: list[Meta]) -> list[tuple[str, bytes]]:
-    """The session pointers and (if it starts sessions) the catalog object of the segment holding `metas`."""
+    """The session pointers and catalog objects of the segment holding `metas` (see `layout`)."""
     if not metas:
         return []
     sid, first, last = metas[0].stream_id, metas[0].stream_seq, metas[-1].stream_seq
@@ -131,14 +139,22 @@ def index_objects(metas: list[Meta]) -> list[tuple[str, bytes]]:
     for m in metas:
         by_session.setdefault(m.session_id, []).append(m)
     objects = []
+    in_catalog: dict[str, list[list[Any]]] = {}
     for session_id, ms in by_session.items():
-        key = layout.session_index_key(session_id, ms[0].session_seq, sid, first, last)
-        objects.append((key, canonical_bytes([[m.session_seq, m.stream_seq, m.hash] for m in ms])))
-    starts = sorted((m for m in metas if m.session_seq == 1), key=lambda m: (m.time, m.session_id))
-    if starts:
-        entries = [{"session_id": m.session_id, "subject": m.subject, "time": m.time, "hash": m.hash}
-                   for m in starts]
-        objects.append((layout.catalog_key(starts[0].time, sid, first), canonical_bytes(entries)))
+        entries = [[m.session_seq, m.stream_seq, m.hash] for m in ms]
+        if found_by_catalog(ms[0]):
+            in_catalog[session_id] = entries
+        else:
+            key = layout.session_index_key(session_id, ms[0].session_seq, sid, first, last)
+            objects.append((key, canonical_bytes(entries)))
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for m in sorted((m for m in metas if m.session_seq == 1), key=lambda m: (m.time, m.session_id)):
+        entry: dict[str, Any] = {"session_id": m.session_id, "subject": m.subject, "time": m.time, "hash": m.hash}
+        if m.session_id in in_catalog:
+            entry["records"] = in_catalog[m.session_id]
+        groups.setdefault(layout.catalog_bucket(m.time), []).append(entry)
+    for entries in groups.values():
+        objects.append((layout.catalog_key(entries[0]["time"], sid, first), canonical_bytes(entries)))
     return objects
 
 
@@ -190,7 +206,8 @@ def parse_pointer_body(body: bytes | None) -> list[tuple[int, int, str]] | None:
 
 
 async def session_pointers(store: ObjectStore, session_id: str, *, concurrency: int = 16) -> list[Pointer]:
-    """The session's index pointers in session order, bodies read (keys that do not parse are skipped)."""
+    """The session's index pointers in session order, bodies read (keys that do not parse are skipped), after the
+    catalog entry standing for the first segment of a gateway-assigned session (`catalog_pointer`)."""
     pointers = []
     async for key in iter_keys(store, layout.session_prefix(session_id)):
         parsed = layout.parse_session_index_key(key)
@@ -203,7 +220,8 @@ async def session_pointers(store: ObjectStore, session_id: str, *, concurrency: 
             p.entries = parse_pointer_body(await store.get(p.key))
 
     await asyncio.gather(*(read(p) for p in pointers))
-    return pointers
+    first = await catalog_pointer(store, session_id)  # a gateway-assigned session's first segment
+    return [first, *pointers] if first is not None else pointers
 
 
 @dataclass
@@ -239,3 +257,52 @@ class SegmentCache:
     def forget(self, segment_key: str) -> None:
         """Drop a segment a reader is done with (long sessions: memory stays bounded)."""
         self._segments.pop(segment_key, None)
+
+
+def _catalog_records(body: bytes | None, session_id: str) -> list[tuple[int, int, str]] | None:
+    """The `records` of `session_id`'s entry in a catalog object body (None if absent or malformed)."""
+    if body is None:
+        return None
+    try:
+        obj: Any = decode(body)
+    except ValueError:
+        return None
+    if not isinstance(obj, list):
+        return None
+    for entry in obj:
+        if isinstance(entry, dict) and entry.get("session_id") == session_id and "records" in entry:
+            return parse_pointer_body(canonical_bytes(entry["records"]))
+    return None
+
+
+async def catalog_pointer(store: ObjectStore, session_id: str, *, concurrency: int = 8) -> Pointer | None:
+    """The first segment of a gateway-assigned session, found through the catalog (see `layout`), as a `Pointer`
+    whose `key` is the catalog object's; None for other ids or when no catalog entry indexes the session."""
+    window = layout.catalog_lookup_window(session_id)
+    if window is None:
+        return None
+    start, end = window
+    keys: list[str] = []
+    while True:
+        page = await store.list(layout.CATALOG, start_after=start, limit=1000)
+        keys += [k for k in page if k < end]
+        if len(page) < 1000 or page[-1] >= end:
+            break
+        start = page[-1]
+    # the object holding the entry is keyed at or before the entry's time, which is close to the id's: nearest first
+    t = f"{layout.CATALOG}{layout.assigned_session_time(session_id)}"
+    keys = sorted(k for k in keys if k <= t)[::-1] + sorted(k for k in keys if k > t)
+    for i in range(0, len(keys), concurrency):
+        batch = keys[i:i + concurrency]
+        bodies = await asyncio.gather(*(store.get(k) for k in batch))
+        for key, body in zip(batch, bodies):
+            entries = _catalog_records(body, session_id)
+            parsed = layout.parse_catalog_key(key)
+            if entries is None or parsed is None:
+                continue
+            _, stream_id, first = parsed
+            found = await store.list(f"{layout.segment_prefix(stream_id)}{first:020d}-", limit=1)
+            seg = layout.parse_segment_key(found[0]) if found else None
+            last = seg[2] if seg is not None and seg[1] == first else max(e[1] for e in entries)
+            return Pointer(key, session_id, 1, stream_id, first, last, entries)
+    return None

@@ -422,9 +422,14 @@ class AuditLog:
             parsed = layout.parse_session_index_key(key)
             if parsed is not None and parsed[0] == session:
                 recent.append(segment.Pointer(key, *parsed))
+        if len(recent) < _RECENT_POINTERS:  # the whole index fits: include a gateway-assigned session's start
+            first = await segment.catalog_pointer(self.store, session)
+            if first is not None:
+                recent.appendleft(first)
         segments = segment.SegmentCache(self.store)
         for pointer in reversed(recent):
-            entries = segment.parse_pointer_body(await self.store.get(pointer.key)) or []
+            entries = pointer.entries if pointer.entries is not None else (
+                segment.parse_pointer_body(await self.store.get(pointer.key)) or [])
             for _, stream_seq, _ in reversed(entries):
                 raw = await segments.record(pointer.stream_id, pointer.first, pointer.last, stream_seq)
                 if raw is not None and needle in raw:

@@ -48,12 +48,23 @@ def catalog_objects(store) -> dict[str, list[dict]]:
     return {k: decode(store._objects[k]) for k in store._objects if k.startswith(layout.CATALOG)}
 
 
-async def test_the_catalog_is_objects_of_both_streams_overlapping_in_time(store):
+# 15 one-record sessions 0.1-0.3 s apart over three seconds, taking turns on the two streams: catalog objects of
+# both streams hold several entries and overlap in time
+DENSE = [(f"o{i:02d}", "u", f"2025-03-04T00:00:0{i // 5}.{(i % 5) * 200 + i * 7 % 50:03d}Z", 1) for i in range(15)]
+
+
+async def test_the_catalog_is_objects_of_both_streams_overlapping_in_time():
+    store = MemoryStore()
+    await write_sessions(store, DENSE)
     objects = catalog_objects(store)
     streams = {layout.parse_catalog_key(k)[1] for k in objects}
     spans = sorted((body[0]["time"], body[-1]["time"]) for body in objects.values())
-    assert streams == set(SESSION_STREAMS) and max(len(b) for b in objects.values()) == 3
+    assert streams == set(SESSION_STREAMS) and max(len(b) for b in objects.values()) >= 2
     assert any(later[0] < earlier_[1] for earlier_, later in itertools.pairwise(spans))  # key order != entry order
+    for key, body in objects.items():  # one UTC second per object
+        assert {layout.catalog_bucket(e["time"]) for e in body} == {layout.parse_catalog_key(key)[0][:15]}
+    page = await find_sessions(store, limit=100)
+    assert [s["id"] for s in page.sessions] == [s for s, *_ in sorted(DENSE, key=lambda d: (d[2], d[0]))]
 
 
 async def test_lists_every_session_oldest_first(client):
@@ -111,11 +122,15 @@ async def test_default_and_maximum_limit(make_client, make_ctx):
     assert len((await get(client, limit="500", cursor=page["next"]))["sessions"]) == 20
 
 
-async def test_a_window_start_finds_sessions_in_an_object_keyed_before_it(store, client):
-    since = "2025-03-01T10:00:10.000Z"
+async def test_a_window_start_finds_sessions_in_an_object_keyed_before_it():
+    store = MemoryStore()
+    await write_sessions(store, DENSE)
+    since = "2025-03-04T00:00:01.500Z"
     assert any(k < layout.catalog_start(layout.catalog_time(since)) and b[-1]["time"] >= since
                for k, b in catalog_objects(store).items())
-    assert ids(await get(client, since=since))[0] == SPECS[2][0]
+    page = await find_sessions(store, limit=100, since=layout.catalog_time(since))
+    assert [s["id"] for s in page.sessions] == [s for s, _, t, _ in sorted(DENSE, key=lambda d: (d[2], d[0]))
+                                                if t >= since]
 
 
 async def test_one_call_examines_a_bounded_number_of_entries(store):
@@ -184,7 +199,7 @@ async def test_catalog_object_not_matching_its_key_is_a_problem_item(body):
 
 async def test_a_problem_item_keyed_before_the_window_is_listed_at_its_start(store, broken):
     key, lost = broken
-    since = "2025-03-01T10:00:10.000Z"
+    since = "2025-03-01T10:00:10.500Z"  # the broken object is keyed at 10:00:10.000, within the span before it
     assert key < layout.catalog_start(layout.catalog_time(since))
     page = await find_sessions(store, limit=50, since=layout.catalog_time(since))
     assert page.sessions[0]["catalog_key"] == key and page.sessions[0]["started_at"] == lost[0]["time"]
@@ -195,9 +210,10 @@ async def test_a_problem_item_keyed_before_the_window_is_listed_at_its_start(sto
 
 
 def test_earlier():
-    assert earlier("20250301T100010000Z", layout.CATALOG_SPAN_MS) == "20250301T095910000Z"
+    assert earlier("20250301T100010000Z", 60_000) == "20250301T095910000Z"
+    assert earlier("20250301T100010000Z", layout.CATALOG_SPAN_MS) == "20250301T100009001Z"
     assert earlier("20250101T000000005Z", 10) == "20241231T235959995Z"
-    assert earlier("00010101T000030000Z", layout.CATALOG_SPAN_MS) is None
+    assert earlier("00010101T000030000Z", 60_000) is None
 
 
 def test_cursor_round_trip():

@@ -12,7 +12,9 @@ import aiohttp
 from yarl import URL
 
 HEX_ID = re.compile(r"^[0-9a-f]{32}$")
-"""Shape of the ids the gateway assigns (X-Gateway-Request-Id, an assigned X-Gateway-Session-Id)."""
+"""Shape of the request ids the gateway assigns (X-Gateway-Request-Id)."""
+SESSION_ID = re.compile(r"^g\d{8}T\d{9}Z-[0-9a-f]{32}$")
+"""Shape of a session id the gateway assigns (X-Gateway-Session-Id when the client named none): its start time."""
 
 
 # --- raw HTTP/1.1 ---------------------------------------------------------------------------------------------

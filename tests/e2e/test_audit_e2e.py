@@ -14,9 +14,12 @@ import openai
 import pytest
 
 from gateway.audit import cli as audit_cli
+from gateway.audit import layout
 from gateway.audit.replay import iter_records
-from gateway.audit.store import FileStore
+from gateway.audit.segment import catalog_pointer
+from gateway.audit.store import FileStore, list_all
 from gateway.devtools.scripts import PLANTED
+from tests.e2e.helpers import SESSION_ID
 from tests.support import gateway_config, start_gateway
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
@@ -184,3 +187,28 @@ async def test_investigator_endpoints_through_the_gateway(audited, issuer, http,
     assert all(r.kind == "admin" for r in recs)
     assert any(sub == "mallory" and outcome == "forbidden" for sub, _, outcome in actions)
     assert any(sub == "ivy" and action.endswith("replay") for sub, action, _ in actions)
+
+
+async def test_gateway_assigned_sessions_are_found_through_the_catalog(audited, issuer, http):
+    """An SDK client that names no session gets one per request, with its start time in the id; the record's
+    first segment is then indexed by its catalog entry (no pointer object), and a continuation gets a pointer."""
+    url, tmp, _ = audited
+    client = openai.AsyncOpenAI(base_url=url + "/v1", api_key=issuer.mint("dave", ["engineers"]))
+    raw = await client.chat.completions.with_raw_response.create(**CHAT)
+    session = raw.headers["x-gateway-session-id"]
+    assert SESSION_ID.match(session)
+    async with http.post(url + "/v1/chat/completions", json=CHAT,
+                         headers={**bearer(issuer, "dave"), "X-Session-Id": session}) as resp:
+        assert resp.status == 200 and resp.headers["X-Gateway-Session-Id"] == session
+    recs = await wait_records(tmp, session, 2)
+    assert [r.session_seq for r in recs] == [1, 2] and recs[1].session_prev == recs[0].hash
+    store = FileStore(str(tmp / "store"))
+    pointers = await list_all(store, layout.session_prefix(session))
+    assert all(layout.parse_session_index_key(k)[1] == 2 for k in pointers)  # none for the first record
+    first = await catalog_pointer(store, session)
+    assert first is not None and [e[0] for e in first.entries] == [1]
+    await asyncio.sleep(1.5)  # a digest covers the records
+    out, err = io.StringIO(), io.StringIO()
+    code = await asyncio.to_thread(audit_cli.verify, f"file://{tmp / 'store'}", session=session,
+                                   public_key_files=[str(tmp / "key.pem.pub")], out=out, err=err)
+    assert code == 0 and out.getvalue().strip() == "2/2 valid", out.getvalue() + err.getvalue()

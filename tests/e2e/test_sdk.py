@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from gateway.devtools.scripts import DEFAULT_CONTENT, DEFAULT_REASONING
-from tests.e2e.helpers import HEX_ID, backend_last, backend_stats, sse_data, sse_frames
+from tests.e2e.helpers import HEX_ID, SESSION_ID, backend_last, backend_stats, sse_data, sse_frames
 from tests.support import gateway_config, start_backend, start_gateway
 
 MODEL = "fake-reasoner-1"
@@ -165,7 +165,7 @@ def test_client_session_id_is_echoed_and_ids_are_per_request(gateway, token):
     plain = _openai(gateway, token)
     a = plain.models.with_raw_response.list().headers["x-gateway-session-id"]
     b = plain.models.with_raw_response.list().headers["x-gateway-session-id"]
-    assert HEX_ID.match(a) and HEX_ID.match(b) and a != b  # assigned by the gateway when the client sends none
+    assert SESSION_ID.match(a) and SESSION_ID.match(b) and a != b  # assigned by the gateway when the client sends none
 
 
 @pytest.mark.parametrize("value", ["has space", "x" * 129, "semi;colon"])
