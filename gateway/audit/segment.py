@@ -187,14 +187,20 @@ class Pointer:
         return layout.segment_key(self.stream_id, self.first, self.last)
 
 
-def parse_pointer_body(body: bytes | None) -> list[tuple[int, int, str]] | None:
+def _json_list(body: bytes | None) -> list[Any] | None:
+    """A stored index or catalog object's body as a JSON list (None if missing or anything else)."""
     if body is None:
         return None
     try:
         obj: Any = decode(body)
     except ValueError:
         return None
-    if not isinstance(obj, list) or not obj:
+    return obj if isinstance(obj, list) else None
+
+
+def parse_pointer_body(body: bytes | None) -> list[tuple[int, int, str]] | None:
+    obj = _json_list(body)
+    if not obj:
         return None
     out = []
     for item in obj:
@@ -261,15 +267,7 @@ class SegmentCache:
 
 def _catalog_records(body: bytes | None, session_id: str) -> list[tuple[int, int, str]] | None:
     """The `records` of `session_id`'s entry in a catalog object body (None if absent or malformed)."""
-    if body is None:
-        return None
-    try:
-        obj: Any = decode(body)
-    except ValueError:
-        return None
-    if not isinstance(obj, list):
-        return None
-    for entry in obj:
+    for entry in _json_list(body) or []:
         if isinstance(entry, dict) and entry.get("session_id") == session_id and "records" in entry:
             return parse_pointer_body(canonical_bytes(entry["records"]))
     return None
