@@ -30,11 +30,11 @@ def new_id() -> str:
     return f"{_ID_PREFIX}{next(_id_counter) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
-def new_session_id() -> str:
-    """The session id the gateway assigns to a request that names none: its start time and a `new_id`. The time
-    lets the audit log find the session through its catalog, without an index object per one-request session
-    (`gateway.audit.layout`)."""
-    return assigned_session_id(time.time(), new_id())
+def new_session_id(started_wall: float) -> str:
+    """The session id the gateway assigns to a request that names none: the request's start time (the same reading
+    its audit record's `time` comes from) and a `new_id`. The time lets the audit log find the session through its
+    catalog, without an index object per one-request session (`gateway.audit.layout`)."""
+    return assigned_session_id(started_wall, new_id())
 
 
 @dataclass(eq=False)
@@ -83,6 +83,8 @@ class Exchange:
     """The local reply, when the gateway answered instead of the upstream (or cut the stream)."""
     started: float = field(default_factory=time.monotonic)
     """Monotonic start time."""
+    started_wall: float = field(default_factory=time.time)
+    """Wall-clock start time (the audit record's `time`, and the time in a gateway-assigned session id)."""
     timings: dict[str, float] = field(default_factory=dict)
     """Milliseconds per phase: `upstream_headers`, `first_byte`, `total` ..."""
     annotations: dict[str, object] = field(default_factory=dict)

@@ -53,6 +53,7 @@ class ProxyHandler:
         path, _, query = request.raw_path.partition("?")
         headers = request.headers
         session = headers.get("X-Session-Id")
+        now = time.time()
         ex = Exchange(
             method=request.method,
             path=path,
@@ -62,8 +63,9 @@ class ProxyHandler:
             scheme=request.scheme,
             host=headers.get("Host", ""),
             dialect=dialect_for(path, headers),
-            session_id=session or new_session_id(),
+            session_id=session or new_session_id(now),
             session_assigned=session is None,
+            started_wall=now,
             max_body_bytes=self.max_body,
         )
         ex.body_reader = partial(_read_body, request, self.max_body)

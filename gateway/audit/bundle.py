@@ -40,11 +40,10 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.audit import layout
-from gateway.audit.canonical import canonical_bytes
 from gateway.audit.digest import key_id, load_public_key, public_key_pem
 from gateway.audit.record import utc_now
 from gateway.audit.segment import (
-    catalog_pointer,
+    catalog_pointers,
     index_objects,
     meta_of,
     parse_pointer_body,
@@ -213,28 +212,31 @@ async def collect(store: ObjectStore, session_id: str) -> tuple[dict[str, bytes]
     a session whose pointers are all unreadable has objects but no record entries (still evidence)."""
     pointers = await _read_all(store, await list_all(store, layout.session_prefix(session_id)))
     objects = {k: v for k, v in pointers.items() if v is not None}
-    entry = await catalog_pointer(store, session_id)  # a gateway-assigned session's first segment
-    if entry is not None:
+    # (key, (stream_id, first, last) or None, entries): a gateway-assigned session's first segment comes from its
+    # catalog entry (the catalog object goes in the bundle), the rest from the pointers
+    items: list[tuple[str, tuple[str, int, int] | None, list[tuple[int, int, str]]]] = []
+    for entry in await catalog_pointers(store, session_id):
         body = await store.get(entry.key)
         if body is not None:
             objects[entry.key] = body
-            pointers = {entry.key: canonical_bytes([list(e) for e in entry.entries or []]), **pointers}
+            items.append((entry.key, (entry.stream_id, entry.first, entry.last), entry.entries or []))
+    for key, body in pointers.items():
+        parsed = layout.parse_session_index_key(key)
+        # an unparsable key stays in `objects`: the verifier reports it, offline as online
+        items.append((key, parsed[2:] if parsed is not None else None, parse_pointer_body(body) or []))
     records: list[dict[str, Any]] = []
     streams: list[str] = []
     segments: list[str] = []
     first_segment: str | None = None
-    for key, body in pointers.items():
-        parsed = layout.parse_session_index_key(key)
-        if entry is not None and key == entry.key:
-            parsed = (session_id, 1, entry.stream_id, entry.first, entry.last)
-        if parsed is None:
-            continue  # kept in `objects`: the verifier reports it, offline as online
-        _, _, stream_id, first, last = parsed
+    for _, where, entries in items:
+        if where is None:
+            continue
+        stream_id, first, last = where
         seg = layout.segment_key(stream_id, first, last)
         segments.append(seg)
         if stream_id not in streams:
             streams.append(stream_id)
-        for session_seq, stream_seq, h in parse_pointer_body(body) or []:
+        for session_seq, stream_seq, h in entries:
             records.append({"segment": seg, "stream_seq": stream_seq, "hash": h, "session_seq": session_seq})
             if session_seq == 1:
                 first_segment = seg

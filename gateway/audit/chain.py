@@ -23,7 +23,7 @@ from typing import Protocol
 
 from gateway.audit import layout
 from gateway.audit.record import Record, RecordBody
-from gateway.audit.segment import catalog_pointer, parse_pointer_body, segment_objects
+from gateway.audit.segment import catalog_pointers, parse_pointer_body, segment_objects
 from gateway.audit.store import ObjectStore
 
 Head = tuple[int, str]
@@ -99,10 +99,10 @@ def store_head_loader(store: ObjectStore) -> HeadLoader:
         while keys := await store.list(prefix, start_after=after):
             last = after = keys[-1]
         if last is None:  # a gateway-assigned session may so far live only in its catalog entry
-            first = await catalog_pointer(store, session_id)
-            if first is None or not first.entries:
+            entries = [e for p in await catalog_pointers(store, session_id) for e in p.entries or []]
+            if not entries:
                 return None
-            session_seq, _, record_hash = max(first.entries)
+            session_seq, _, record_hash = max(entries)
             return session_seq, record_hash
         entries = parse_pointer_body(await store.get(last))
         if layout.parse_session_index_key(last) is None or not entries:

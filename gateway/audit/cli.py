@@ -42,7 +42,7 @@ from gateway.audit.digest import (
     load_public_key,
 )
 from gateway.audit.replay import SessionNotFound, render
-from gateway.audit.segment import catalog_pointer
+from gateway.audit.segment import catalog_pointers
 from gateway.audit.store import ObjectStore, list_all, store_from_uri
 from gateway.audit.verify import VerifyResult, _as_digest, _fetch, verify_store
 from gateway.audit.verify_checks import Checker, Problem, _gaps, _ranges
@@ -70,9 +70,9 @@ async def verify_session(
         else:
             pointers[key] = parsed[2:]
     # a gateway-assigned session's first segment is indexed by its catalog entry, not by a pointer
-    entry = await catalog_pointer(store, session_id)
-    first_segment = (entry.stream_id, entry.first, entry.last) if entry is not None else None
-    segment_keys = sorted({layout.segment_key(*seg) for seg in [*pointers.values(), *filter(None, [first_segment])]})
+    entries = await catalog_pointers(store, session_id)
+    firsts = [(e.stream_id, e.first, e.last) for e in entries]
+    segment_keys = sorted({layout.segment_key(*seg) for seg in [*pointers.values(), *firsts]})
     blobs = await _fetch(store, segment_keys, concurrency)
     loaded = 0
     for skey in segment_keys:
@@ -88,14 +88,14 @@ async def verify_session(
     for key in pointers:
         c.check_index_object(key, pointer_bodies[key])
     c.check_index_complete(set(pointers))
-    if entry is not None:  # the catalog object standing in for that pointer: exactly what its segment implies
-        c.check_catalog_object(entry.key, await store.get(entry.key))
+    for key in sorted({e.key for e in entries}):  # catalog objects standing in for pointers: as their segments say
+        c.check_catalog_object(key, await store.get(key))
     c.check_sessions()
 
     # digests of the streams the session lives in (and of anchored streams)
     anchor_list = [_as_digest(a) for a in anchors]
     candidates = {*c.streams, *(seg[0] for seg in pointers.values()), *(a.get("stream_id") for a in anchor_list),
-                  *([first_segment[0]] if first_segment else [])}
+                  *(seg[0] for seg in firsts)}
     streams = sorted(s for s in candidates if isinstance(s, str) and layout._STREAM_ID.fullmatch(s))
     digest_keys: list[str] = []
     for sid in streams:
@@ -134,7 +134,7 @@ async def verify_session(
     loose = sorted(n for n in present if n > anchored)
     for span in _ranges(loose):
         c.problem("unanchored", f"session {session_id} seq {span}", "not covered by any valid digest", warning=True)
-    if not pointers and entry is None:
+    if not pointers and not entries:
         c.problem("session_not_found", f"session {session_id}", "the store holds no record of this session")
 
     result = VerifyResult(problems=c.problems)

@@ -24,14 +24,16 @@ Layout (every name below is relative to the store's root, e.g. the `s3://bucket/
         entries lie in the same second, so within `CATALOG_SPAN_MS` of it, and the sessions that started in
         ``[since, until)`` are all in the objects listed from `catalog/<since − span>` up to `catalog/<until>`.
 
-Sessions whose id the gateway assigned (`assigned_session_id`: ``g<start time>-<32 hex>``) are found through the
-catalog, so the segment holding such a session's first record needs no pointer for it: when that record's time is
-within `ASSIGNED_TOLERANCE_MS` of the time in the id, its catalog entry carries ``"records": [[session_seq,
-stream_seq, hash], ...]`` (the session's records in that segment, the body a pointer would have had) and no
-pointer is written; later segments get pointers as usual. `catalog_lookup_window(session_id)` bounds the catalog
-keys to read. (A client may send an id of that form; if its time does not match, the session simply gets a
-pointer, so no id can hide a session from a lookup.) For one-request sessions — SDK clients that send no
-`X-Session-Id` — this takes the pointer PUT out of every record.
+Sessions whose id the gateway assigned (`assigned_session_id`: ``g<start time>-<32 hex>``, the time taken from the
+same clock reading as the request's record `time`) are found through the catalog, so the segment holding such a
+session's first record needs no pointer for it: when that record's time equals the time in the id, its catalog
+entry carries ``"records": [[session_seq, stream_seq, hash], ...]`` (the session's records in that segment, the
+body a pointer would have had) and no pointer is written; later segments get pointers as usual.
+`catalog_lookup_window(session_id)` bounds the catalog keys to read: the objects of that second keyed at or before
+the time (a catalog object is keyed by its earliest entry). A client may send an id of that form; if its time is
+not a real date or not its first record's time, the session simply gets a pointer, so no id can hide a session
+from a lookup. For one-request sessions — SDK clients that send no `X-Session-Id` — this takes the pointer PUT out
+of every record.
 
 Every index and catalog object is a pure function of the segments (`segment.index_objects`), and the verifier
 recomputes them. `<session>` is the session id with every character outside ``[A-Za-z0-9_.-]`` (and a leading
@@ -67,9 +69,6 @@ MAX_SEGMENT_RECORDS = 1000
 search for the segment that covers a sequence number)."""
 CATALOG_SPAN_MS = 999
 """Entries of one catalog object lie within this many milliseconds of its key's time (one UTC second)."""
-ASSIGNED_TOLERANCE_MS = 1000
-"""How far a gateway-assigned session's first record time may be from the time in its id for the catalog to index
-it (the id is made a few microseconds before the record's start time is taken; a clock step may do more)."""
 
 
 def check_stream_id(stream_id: str) -> str:
@@ -250,21 +249,22 @@ def assigned_session_id(epoch: float, unique: str) -> str:
 
 
 def assigned_session_time(session_id: str) -> str | None:
-    """The compact start time in a gateway-assigned session id, None for any other id."""
+    """The compact start time in a gateway-assigned session id (a real date, written the canonical way), None for
+    any other id."""
     m = _ASSIGNED.fullmatch(session_id)
-    return m.group(1) if m else None
+    if not m or shift(m.group(1), 0) != m.group(1):  # `...T240005...` would otherwise pass for the next day
+        return None
+    return m.group(1)
 
 
 def catalog_lookup_window(session_id: str) -> tuple[str, str] | None:
     """For a gateway-assigned id: list `catalog/` after the first key and up to (excluding) the second to meet
-    the catalog object that may index its first segment (None for other ids)."""
+    every catalog object that may index its first segment (None for other ids)."""
     t = assigned_session_time(session_id)
-    if t is None:
+    after = shift(t, 1) if t is not None else None
+    if t is None or after is None:
         return None
-    lo, hi = shift(t, -ASSIGNED_TOLERANCE_MS), shift(t, ASSIGNED_TOLERANCE_MS + 1)
-    if lo is None or hi is None:
-        return None
-    return f"{CATALOG}{lo[:15]}", f"{CATALOG}{hi}"
+    return f"{CATALOG}{t[:15]}", f"{CATALOG}{after}"
 
 
 def parse_catalog_key(key: str) -> tuple[str, str, int] | None:

@@ -6,7 +6,7 @@ they name ahead (`read_ahead`), and yields a record as soon as no pointer still 
 output starts after one list call and a few reads whatever the session's size. Each segment is fetched once
 (`segment.SegmentCache`) and dropped once the session's records in it have been yielded, so memory holds the
 segments of the pointers in flight, not the session. A gateway-assigned session's first segment has no pointer:
-its catalog entry stands for one (`segment.catalog_pointer`), read first.
+its catalog entry stands for one (`segment.catalog_pointers`), read first.
 
 Why a merge: a pointer lists the session's records in one segment, and two writer streams can interleave one
 session (seqs 1, 3, 5 in a segment of stream A, 2, 4 in one of stream B). Pointers list in order of their first
@@ -42,7 +42,7 @@ import orjson
 from gateway.audit import layout
 from gateway.audit.canonical import decode, encode
 from gateway.audit.record import Record
-from gateway.audit.segment import SegmentCache, catalog_pointer, parse_pointer_body
+from gateway.audit.segment import SegmentCache, catalog_pointers, parse_pointer_body
 from gateway.audit.store import ObjectStore, iter_keys
 
 FORMATS = ("sse", "json", "text")
@@ -123,8 +123,7 @@ async def iter_records(store: ObjectStore, session_id: str, *, read_ahead: int =
         return out
 
     try:
-        first = await catalog_pointer(store, session_id)  # a gateway-assigned session's first segment
-        if first is not None:
+        for first in await catalog_pointers(store, session_id):  # a gateway-assigned session's first segment
             records = await cache.records(first.segment_key)
             if records is not None and len(records) != first.last - first.first + 1:
                 records = None

@@ -6,7 +6,7 @@ which its catalog entry indexes), a catalog object per second in which sessions 
 `index_objects(metas)`: a pure function of the records' bytes, so the uploader, a resumed uploader after a crash
 and the verifier all derive the same objects. `SegmentBuilder` decides where a segment must end.
 
-Readers: `session_pointers(store, session_id)` lists and reads a session's pointers, after `catalog_pointer` (the
+Readers: `session_pointers(store, session_id)` lists and reads a session's pointers, after `catalog_pointers` (the
 catalog entry standing for a gateway-assigned session's first segment); `SegmentCache.record(...)` fetches the
 record a pointer names (one GET per segment, kept while a reader walks the session).
 """
@@ -120,13 +120,13 @@ class SegmentBuilder:
 
 def found_by_catalog(first: Meta) -> bool:
     """True if the session whose first record is `first` is indexed by its catalog entry instead of a pointer
-    (a gateway-assigned id whose time matches the record's; see `layout`)."""
+    (a gateway-assigned id whose time is exactly the record's; see `layout`)."""
     t = layout.assigned_session_time(first.session_id)
     if t is None or first.session_seq != 1:
         return False
     try:
-        return abs(_ms(first.time) - _ms_compact(t)) <= layout.ASSIGNED_TOLERANCE_MS
-    except (ValueError, IndexError):
+        return layout.catalog_time(first.time) == t
+    except ValueError:
         return False
 
 
@@ -226,8 +226,7 @@ async def session_pointers(store: ObjectStore, session_id: str, *, concurrency: 
             p.entries = parse_pointer_body(await store.get(p.key))
 
     await asyncio.gather(*(read(p) for p in pointers))
-    first = await catalog_pointer(store, session_id)  # a gateway-assigned session's first segment
-    return [first, *pointers] if first is not None else pointers
+    return [*await catalog_pointers(store, session_id), *pointers]  # a gateway-assigned session's first segment
 
 
 @dataclass
@@ -265,20 +264,30 @@ class SegmentCache:
         self._segments.pop(segment_key, None)
 
 
-def _catalog_records(body: bytes | None, session_id: str) -> list[tuple[int, int, str]] | None:
-    """The `records` of `session_id`'s entry in a catalog object body (None if absent or malformed)."""
+def _catalog_records(body: bytes | None, session_id: str, first: int) -> list[list[tuple[int, int, str]]]:
+    """The `records` of every entry of `session_id` in a catalog object body whose stream seqs can lie in a segment
+    starting at `first` (malformed entries are skipped: the verifier reports them)."""
+    found = []
     for entry in _json_list(body) or []:
-        if isinstance(entry, dict) and entry.get("session_id") == session_id and "records" in entry:
-            return parse_pointer_body(canonical_bytes(entry["records"]))
-    return None
+        if not (isinstance(entry, dict) and entry.get("session_id") == session_id and "records" in entry):
+            continue
+        try:
+            records = parse_pointer_body(canonical_bytes(entry["records"]))
+        except ValueError:  # floats, huge integers: not something the gateway writes
+            continue
+        if records and all(first <= r[1] < first + layout.MAX_SEGMENT_RECORDS for r in records):
+            found.append(records)
+    return found
 
 
-async def catalog_pointer(store: ObjectStore, session_id: str, *, concurrency: int = 8) -> Pointer | None:
-    """The first segment of a gateway-assigned session, found through the catalog (see `layout`), as a `Pointer`
-    whose `key` is the catalog object's; None for other ids or when no catalog entry indexes the session."""
+async def catalog_pointers(store: ObjectStore, session_id: str, *, concurrency: int = 8) -> list[Pointer]:
+    """The first segment of a gateway-assigned session, found through the catalog (see `layout`), as `Pointer`s
+    whose `key` is the catalog object's: normally one; several if writers forked the session (each is evidence).
+    Empty for other ids or when no catalog entry indexes the session. Reads every catalog object keyed in the
+    id's second up to its time."""
     window = layout.catalog_lookup_window(session_id)
     if window is None:
-        return None
+        return []
     start, end = window
     keys: list[str] = []
     while True:
@@ -287,20 +296,22 @@ async def catalog_pointer(store: ObjectStore, session_id: str, *, concurrency: i
         if len(page) < 1000 or page[-1] >= end:
             break
         start = page[-1]
-    # the object holding the entry is keyed at or before the entry's time, which is close to the id's: nearest first
-    t = f"{layout.CATALOG}{layout.assigned_session_time(session_id)}"
-    keys = sorted(k for k in keys if k <= t)[::-1] + sorted(k for k in keys if k > t)
-    for i in range(0, len(keys), concurrency):
-        batch = keys[i:i + concurrency]
-        bodies = await asyncio.gather(*(store.get(k) for k in batch))
-        for key, body in zip(batch, bodies):
-            entries = _catalog_records(body, session_id)
-            parsed = layout.parse_catalog_key(key)
-            if entries is None or parsed is None:
-                continue
-            _, stream_id, first = parsed
+    gate = asyncio.Semaphore(concurrency)
+
+    async def read(key: str) -> bytes | None:
+        async with gate:
+            return await store.get(key)
+
+    bodies = await asyncio.gather(*(read(k) for k in keys))
+    pointers = []
+    for key, body in zip(keys, bodies):
+        parsed = layout.parse_catalog_key(key)
+        if parsed is None:
+            continue
+        _, stream_id, first = parsed
+        for entries in _catalog_records(body, session_id, first):
             found = await store.list(f"{layout.segment_prefix(stream_id)}{first:020d}-", limit=1)
             seg = layout.parse_segment_key(found[0]) if found else None
             last = seg[2] if seg is not None and seg[1] == first else max(e[1] for e in entries)
-            return Pointer(key, session_id, 1, stream_id, first, last, entries)
-    return None
+            pointers.append(Pointer(key, session_id, min(entries)[0], stream_id, first, last, entries))
+    return sorted(pointers, key=lambda p: (p.session_seq, p.key))

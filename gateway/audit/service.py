@@ -423,8 +423,7 @@ class AuditLog:
             if parsed is not None and parsed[0] == session:
                 recent.append(segment.Pointer(key, *parsed))
         if len(recent) < _RECENT_POINTERS:  # the whole index fits: include a gateway-assigned session's start
-            first = await segment.catalog_pointer(self.store, session)
-            if first is not None:
+            for first in reversed(await segment.catalog_pointers(self.store, session)):
                 recent.appendleft(first)
         segments = segment.SegmentCache(self.store)
         for pointer in reversed(recent):

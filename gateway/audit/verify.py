@@ -31,7 +31,9 @@ Problem kinds (`Problem.what`):
   sessions  session_gap, session_fork (two records claim one session_seq), broken_session_prev
   index     index_missing / index_orphan / index_mismatch (`sessions/` pointers), catalog_missing /
             catalog_orphan / catalog_mismatch (`catalog/` objects); objects naming a segment whose records could
-            not all be read in place are not compared (that segment's problems are reported instead)
+            not all be read in place are not compared (that segment's problems are reported instead);
+            segment_unusable (per-session verify only: another session's record in a segment the session uses
+            is misplaced or cannot be indexed, so the session's index for it cannot be checked)
   digests   digest_unreadable, digest_not_canonical, unknown_key (signed by a key not given), bad_signature,
             digest_misplaced, missing_digest, broken_digest_chain, digest_regressed, digest_mismatch (a claimed
             hash differs), truncated_stream / truncated_session (a digest or anchor covers records the store

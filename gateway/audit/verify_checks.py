@@ -196,6 +196,7 @@ class Checker:
         lines, sound = split
         metas: list[Meta] = []
         checked = 0
+        context_ok = True  # per-session mode: other sessions' lines in their places
         for i, raw in enumerate(lines):
             pos = first + i
             if session is not None:
@@ -205,7 +206,7 @@ class Checker:
                     meta = None
                 if meta is not None and meta.session_id != session:
                     metas.append(meta)
-                    sound = sound and (meta.stream_id, meta.stream_seq) == (sid, pos)
+                    context_ok = context_ok and (meta.stream_id, meta.stream_seq) == (sid, pos)
                     continue
             checked += 1
             rec, meta = self.check_record(key, pos, sid, raw)
@@ -216,11 +217,20 @@ class Checker:
             self.file(rec)
             metas.append(meta)
         self.lines += checked
+        if sound and not context_ok:
+            self.context_unusable(key, "another session's record in it is not in its place")
+            sound = False
         if sound:
             self.expect_index(key, sid, first, last, metas, session=session)
         else:
             self.mark_unsound(sid, first, last)
         return checked
+
+    def context_unusable(self, key: str, why: str) -> None:
+        """Per-session mode: the session's index objects for segment `key` cannot be checked because of other
+        sessions' records in it — an error, never a silent skip (the full verify names the record)."""
+        self.problem("segment_unusable", key, f"{why}, so this session's index for it cannot be checked "
+                     "(the full `gateway audit verify` names it)")
 
     def mark_unsound(self, sid: str, first: int, last: int) -> None:
         """Objects naming this segment are not compared with it (its problems are reported)."""
@@ -289,6 +299,7 @@ class Checker:
         try:
             objects = index_objects(metas)
         except ValueError:  # a field the layout cannot spell (empty session id, time without ms, ...)
+            own_reported = False
             for i, m in enumerate(metas):
                 if session is not None and m.session_id != session:
                     continue
@@ -297,6 +308,9 @@ class Checker:
                 except ValueError as e:
                     where = f"{key}#{first + i}"
                     self.problem("record_malformed", where, f"cannot be indexed: {e}", record=where)
+                    own_reported = True
+            if session is not None and not own_reported:
+                self.context_unusable(key, "another session's record in it cannot be indexed")
             self.mark_unsound(sid, first, last)
             return
         for okey, body in objects:

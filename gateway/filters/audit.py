@@ -30,7 +30,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.audit.record import Approval, Decision, MaskedEvent, PrincipalInfo, RecordBody, utc_now
+from gateway.audit.record import (
+    Approval,
+    Decision,
+    MaskedEvent,
+    PrincipalInfo,
+    RecordBody,
+    utc_now,
+)
 from gateway.audit.service import AuditLog
 from gateway.errors import GatewayError
 from gateway.exchange import Exchange
@@ -136,7 +143,7 @@ class AuditFilter(Filter):
     def _state(self, ex: Exchange) -> _Recording:
         rec = ex.annotations.get(STATE)
         if rec is None:
-            rec = _Recording(wall_start=time.time() - (time.monotonic() - ex.started))
+            rec = _Recording(wall_start=ex.started_wall)
             ex.annotations[STATE] = rec
         return rec
 

@@ -18,7 +18,7 @@ from gateway.audit.chain import (
 from gateway.audit.digest import DigestWriter, generate_key
 from gateway.audit.replay import iter_records
 from gateway.audit.segment import (
-    catalog_pointer,
+    catalog_pointers,
     index_objects,
     meta_of,
     session_pointers,
@@ -45,7 +45,7 @@ def metas(recs):
 
 async def test_an_assigned_session_starting_in_a_segment_is_indexed_by_its_catalog_entry():
     a, b = assigned(0), assigned(1)
-    late = assigned(2, off_s=5)  # a look-alike id whose time is not its first record's
+    late = assigned(2, off_s=1)  # a look-alike id whose time is not exactly its first record's
     recs = await chained(StreamChain(MemorySessionHeads(), "st"), [(0, a), (1, b), (2, late), (3, "client@x"),
                                                                    (4, a)])
     objects = dict(index_objects(metas(recs)))
@@ -84,14 +84,14 @@ async def test_readers_find_the_first_segment_through_the_catalog():
     store = MemoryStore()
     a, recs, _ = await build(store)
     assert [layout.parse_session_index_key(k)[1] for k in await list_all(store, layout.session_prefix(a))] == [3]
-    entry = await catalog_pointer(store, a)
-    assert entry is not None and (entry.stream_id, entry.first, entry.last, entry.entries) == (
+    [entry] = await catalog_pointers(store, a)
+    assert (entry.stream_id, entry.first, entry.last, entry.entries) == (
         "sa", 1, 4, [(1, 2, recs[0].hash), (2, 4, recs[1].hash)])
     assert [p.session_seq for p in await session_pointers(store, a)] == [1, 3]
     assert [r.hash async for r in iter_records(store, a)] == [r.hash for r in recs]
     assert await store_head_loader(store)(a) == (3, recs[2].hash)
-    assert await catalog_pointer(store, "named") is None  # not an assigned id
-    assert await catalog_pointer(store, assigned(99)) is None  # assigned, never recorded
+    assert await catalog_pointers(store, "named") == []  # not an assigned id
+    assert await catalog_pointers(store, assigned(99)) == []  # assigned, never recorded
 
 
 async def test_head_of_an_assigned_session_that_only_has_its_catalog_entry():
@@ -115,7 +115,7 @@ async def test_verifiers_check_the_catalog_entry_that_stands_for_a_pointer(tmp_p
     assert session.clean and session.summary() == "3/3 valid"
     # a bundle carries the catalog object and verifies offline
     objects, manifest_records, streams = await collect(store, a)
-    entry = await catalog_pointer(store, a)
+    [entry] = await catalog_pointers(store, a)
     assert entry.key in objects and layout.segment_key("sa", 1, 4) in objects
     assert [r["session_seq"] for r in manifest_records] == [1, 2, 3]
     path = str(tmp_path / "a.tar")
@@ -137,3 +137,61 @@ async def test_verifiers_check_the_catalog_entry_that_stands_for_a_pointer(tmp_p
     assert "catalog_missing" in {p.what for p in (await verify_store(store, public_keys=[key.public_key()])).problems}
     assert [r.session_seq async for r in iter_records(store, a)] == [3]
     assert not (await audit_cli.verify_session(store, a, public_keys=[key.public_key()])).ok
+
+
+async def test_a_look_alike_id_with_an_impossible_date_gets_a_pointer():
+    """`24:00:05` on Dec 31 would read as 00:00:05 the next day to plain arithmetic, but no lookup could ever build
+    its window: such an id must be indexed by a pointer, or it would hide its session from every lookup."""
+    store = MemoryStore()
+    odd = "g20241231T240005000Z-" + "a" * 32
+    assert layout.assigned_session_time(odd) is None and layout.catalog_lookup_window(odd) is None
+    [rec] = await chained(StreamChain(MemorySessionHeads(), "st"), [(5, odd)])  # recorded at 2025-01-01T00:00:05
+    await write_records(store, [rec])
+    assert await list_all(store, layout.session_prefix(odd)) == [layout.session_index_key(odd, 1, "st", 1, 1)]
+    assert [r.hash async for r in iter_records(store, odd)] == [rec.hash]
+
+
+async def test_a_forked_assigned_session_shows_both_first_records():
+    """Two writers that both think they start the session (heads lost): every reader sees both branches."""
+    store = MemoryStore()
+    s = assigned(4)
+    ra = await chained(StreamChain(MemorySessionHeads(), "ra"), [(4, s)])
+    rb = await chained(StreamChain(MemorySessionHeads(), "rb"), [(4, s)])
+    for recs in (ra, rb):
+        await write_records(store, recs)
+    assert len(await catalog_pointers(store, s)) == 2
+    assert sorted([r.stream_id async for r in iter_records(store, s)]) == ["ra", "rb"]
+    assert "session_fork" in {p.what for p in (await audit_cli.verify_session(store, s)).problems}
+    _, manifest_records, _ = await collect(store, s)
+    assert len(manifest_records) == 2
+
+
+async def test_malformed_catalog_entries_are_skipped_not_raised():
+    store = MemoryStore()
+    s = assigned(6)
+    key = layout.catalog_key("2025-01-01T00:00:06.000Z", "st", 1)
+    entry = {"session_id": s, "subject": "u", "time": "2025-01-01T00:00:06.000Z", "hash": "0" * 64}
+    raw_set(store, key, b'[{"hash":"' + b"0" * 64 + b'","records":[[1.5,1,"x"]],"session_id":"' + s.encode()
+            + b'","subject":"u","time":"2025-01-01T00:00:06.000Z"}]')
+    assert await catalog_pointers(store, s) == []
+    raw_set(store, key, canonical_bytes([{**entry, "records": [[1, 5000, "0" * 64]]}]))  # beyond any segment
+    assert await catalog_pointers(store, s) == []
+    assert [r async for r in iter_records(store, s)] == []
+    assert await store_head_loader(store)(s) is None
+    assert "session_not_found" in {p.what for p in (await audit_cli.verify_session(store, s)).problems}
+
+
+async def test_per_session_verify_fails_when_another_sessions_line_makes_the_segment_unusable():
+    """Another session's record in the segment, broken so its index objects cannot be derived, must not let an
+    edit of this session's pointer pass unnoticed."""
+    store = MemoryStore()
+    recs = await chained(StreamChain(MemorySessionHeads(), "st"), [(1, "victim"), (2, "other"), (3, "victim")])
+    await write_records(store, recs)
+    seg = layout.segment_key("st", 1, 3)
+    lines = (await store.get(seg)).split(b"\n")
+    lines[1] = lines[1].replace(b'.000Z"', b'Z"', 1)  # the other session's time, without milliseconds
+    raw_set(store, seg, b"\n".join(lines))
+    pointer = layout.session_index_key("victim", 1, "st", 1, 3)
+    raw_set(store, pointer, canonical_bytes([[1, 1, recs[0].hash]]))  # drops seq 2 of the victim
+    result = await audit_cli.verify_session(store, "victim")
+    assert not result.ok and "segment_unusable" in {p.what for p in result.problems}

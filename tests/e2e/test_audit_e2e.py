@@ -16,7 +16,7 @@ import pytest
 from gateway.audit import cli as audit_cli
 from gateway.audit import layout
 from gateway.audit.replay import iter_records
-from gateway.audit.segment import catalog_pointer
+from gateway.audit.segment import catalog_pointers
 from gateway.audit.store import FileStore, list_all
 from gateway.devtools.scripts import PLANTED
 from tests.e2e.helpers import SESSION_ID
@@ -205,8 +205,8 @@ async def test_gateway_assigned_sessions_are_found_through_the_catalog(audited, 
     store = FileStore(str(tmp / "store"))
     pointers = await list_all(store, layout.session_prefix(session))
     assert all(layout.parse_session_index_key(k)[1] == 2 for k in pointers)  # none for the first record
-    first = await catalog_pointer(store, session)
-    assert first is not None and [e[0] for e in first.entries] == [1]
+    [first] = await catalog_pointers(store, session)
+    assert [e[0] for e in first.entries] == [1] and first.entries[0][2] == recs[0].hash
     await asyncio.sleep(1.5)  # a digest covers the records
     out, err = io.StringIO(), io.StringIO()
     code = await asyncio.to_thread(audit_cli.verify, f"file://{tmp / 'store'}", session=session,
