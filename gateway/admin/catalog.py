@@ -25,12 +25,10 @@ import heapq
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway.audit import layout
 from gateway.audit.canonical import decode
-from gateway.audit.segment import _ms
 from gateway.audit.store import ObjectStore
 
 READS_IN_FLIGHT = 16
@@ -56,14 +54,7 @@ def rfc3339(compact: str) -> str:
 
 def earlier(compact: str, ms: int) -> str | None:
     """The compact time `ms` milliseconds before `compact`; None before year 1 (list from the catalog's start)."""
-    c = compact
-    when = datetime(int(c[0:4]), int(c[4:6]), int(c[6:8]), int(c[9:11]), int(c[11:13]), int(c[13:15]),
-                    int(c[15:18]) * 1000, tzinfo=UTC)
-    try:
-        when -= timedelta(milliseconds=ms)
-    except OverflowError:
-        return None
-    return f"{when:%Y%m%dT%H%M%S}{when.microsecond // 1000:03d}Z"
+    return layout.shift(compact, -ms)
 
 
 def entries_of(key: str, body: bytes | None) -> list[tuple[Position, dict[str, Any]]] | None:
@@ -89,7 +80,7 @@ def entries_of(key: str, body: bytes | None) -> list[tuple[Position, dict[str, A
         return None
     positions = [p for p, _ in out]
     if positions != sorted(positions) or positions[0][0] != compact \
-            or _ms(out[-1][1]["started_at"]) - _ms(out[0][1]["started_at"]) > layout.CATALOG_SPAN_MS:
+            or positions[-1][0] > (layout.shift(compact, layout.CATALOG_SPAN_MS) or compact):
         return None
     return out
 

@@ -77,24 +77,6 @@ def unpack(body: bytes) -> list[bytes]:
     return body[:-1].split(b"\n")
 
 
-def _ms(time: str) -> int:
-    """Milliseconds since the epoch of a record time (`2026-11-26T10:30:09.123Z`)."""
-    return _ms_compact(layout.catalog_time(time))
-
-
-def _ms_compact(compact: str) -> int:
-    """Milliseconds since the epoch of a compact time (`20261126T103009123Z`)."""
-    y, mo, d = int(compact[0:4]), int(compact[4:6]), int(compact[6:8])
-    h, mi, s, ms = int(compact[9:11]), int(compact[11:13]), int(compact[13:15]), int(compact[15:18])
-    # days from civil (proleptic Gregorian), so no datetime parsing per record
-    y -= mo <= 2
-    era = y // 400
-    yoe = y - era * 400
-    doy = (153 * (mo + (-3 if mo > 2 else 9)) + 2) // 5 + d - 1
-    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
-    return ((days * 24 + h) * 60 + mi) * 60_000 + s * 1000 + ms
-
-
 class SegmentBuilder:
     """Accumulates records for one segment and says when the next one may not join it: another stream, a
     sequence gap, `MAX_SEGMENT_RECORDS`, `max_records` or `MAX_SEGMENT_BYTES`."""
