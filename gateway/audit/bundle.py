@@ -212,23 +212,22 @@ async def collect(store: ObjectStore, session_id: str) -> tuple[dict[str, bytes]
     a session whose pointers are all unreadable has objects but no record entries (still evidence)."""
     pointers = await _read_all(store, await list_all(store, layout.session_prefix(session_id)))
     objects = {k: v for k, v in pointers.items() if v is not None}
-    # (key, (stream_id, first, last) or None, entries): a gateway-assigned session's first segment comes from its
+    # ((stream_id, first, last) or None, entries): a gateway-assigned session's first segment comes from its
     # catalog entry (the catalog object goes in the bundle), the rest from the pointers
-    items: list[tuple[str, tuple[str, int, int] | None, list[tuple[int, int, str]]]] = []
-    for entry in await catalog_pointers(store, session_id):
-        body = await store.get(entry.key)
-        if body is not None:
-            objects[entry.key] = body
-            items.append((entry.key, (entry.stream_id, entry.first, entry.last), entry.entries or []))
+    items: list[tuple[tuple[str, int, int] | None, list[tuple[int, int, str]]]] = []
+    starts = await catalog_pointers(store, session_id)
+    for entry in starts:
+        objects[entry.key] = entry.body  # type: ignore[assignment] - a catalog pointer always has its body
+        items.append(((entry.stream_id, entry.first, entry.last), entry.entries or []))
     for key, body in pointers.items():
         parsed = layout.parse_session_index_key(key)
         # an unparsable key stays in `objects`: the verifier reports it, offline as online
-        items.append((key, parsed[2:] if parsed is not None else None, parse_pointer_body(body) or []))
+        items.append((parsed[2:] if parsed is not None else None, parse_pointer_body(body) or []))
     records: list[dict[str, Any]] = []
     streams: list[str] = []
     segments: list[str] = []
     first_segment: str | None = None
-    for _, where, entries in items:
+    for where, entries in items:
         if where is None:
             continue
         stream_id, first, last = where
@@ -242,7 +241,8 @@ async def collect(store: ObjectStore, session_id: str) -> tuple[dict[str, bytes]
                 first_segment = seg
     stored = await _read_all(store, dict.fromkeys(segments))
     objects.update((k, v) for k, v in stored.items() if v is not None)
-    if first_segment is not None and stored.get(first_segment) is not None:
+    # the catalog object listing the session's start (already in hand when it stands in for a pointer)
+    if not starts and first_segment is not None and stored.get(first_segment) is not None:
         found = await _catalog_object(store, stored[first_segment], session_id)  # type: ignore[arg-type]
         if found is not None:
             objects[found[0]] = found[1]

@@ -163,6 +163,9 @@ class Pointer:
     last: int
     entries: list[tuple[int, int, str]] | None = None
     """(session_seq, stream_seq, hash) per record, None if the body is missing or malformed."""
+    body: bytes | None = None
+    """For a catalog pointer (`catalog_pointers`): the catalog object's bytes as read (bundles and per-session
+    verification use them without reading the object again)."""
 
     @property
     def segment_key(self) -> str:
@@ -181,8 +184,12 @@ def _json_list(body: bytes | None) -> list[Any] | None:
 
 
 def parse_pointer_body(body: bytes | None) -> list[tuple[int, int, str]] | None:
-    obj = _json_list(body)
-    if not obj:
+    return _entries(_json_list(body))
+
+
+def _entries(obj: Any) -> list[tuple[int, int, str]] | None:
+    """`[[session_seq, stream_seq, hash], ...]` (a pointer's body, a catalog entry's `records`), checked."""
+    if not isinstance(obj, list) or not obj:
         return None
     out = []
     for item in obj:
@@ -251,12 +258,9 @@ def _catalog_records(body: bytes | None, session_id: str, first: int) -> list[li
     starting at `first` (malformed entries are skipped: the verifier reports them)."""
     found = []
     for entry in _json_list(body) or []:
-        if not (isinstance(entry, dict) and entry.get("session_id") == session_id and "records" in entry):
+        if not (isinstance(entry, dict) and entry.get("session_id") == session_id):
             continue
-        try:
-            records = parse_pointer_body(canonical_bytes(entry["records"]))
-        except ValueError:  # floats, huge integers: not something the gateway writes
-            continue
+        records = _entries(entry.get("records"))
         if records and all(first <= r[1] < first + layout.MAX_SEGMENT_RECORDS for r in records):
             found.append(records)
     return found
@@ -295,5 +299,5 @@ async def catalog_pointers(store: ObjectStore, session_id: str, *, concurrency: 
             found = await store.list(f"{layout.segment_prefix(stream_id)}{first:020d}-", limit=1)
             seg = layout.parse_segment_key(found[0]) if found else None
             last = seg[2] if seg is not None and seg[1] == first else max(e[1] for e in entries)
-            pointers.append(Pointer(key, session_id, min(entries)[0], stream_id, first, last, entries))
+            pointers.append(Pointer(key, session_id, min(entries)[0], stream_id, first, last, entries, body))
     return sorted(pointers, key=lambda p: (p.session_seq, p.key))
