@@ -74,9 +74,7 @@ class _Loaded:
 async def _load(store: ObjectStore, cache: SegmentCache, key: str, parsed: tuple[str, int, str, int, int]) -> _Loaded:
     _, _, stream_id, first, last = parsed
     entries = parse_pointer_body(await store.get(key))
-    records = await cache.records(layout.segment_key(stream_id, first, last)) if entries else None
-    if records is not None and len(records) != last - first + 1:
-        records = None  # not the records its key names: no position in it can be trusted
+    records = await cache.segment(stream_id, first, last) if entries else None
     return _Loaded(key, stream_id, first, last, entries, records)
 
 
@@ -124,9 +122,7 @@ async def iter_records(store: ObjectStore, session_id: str, *, read_ahead: int =
 
     try:
         for first in await catalog_pointers(store, session_id):  # a gateway-assigned session's first segment
-            records = await cache.records(first.segment_key)
-            if records is not None and len(records) != first.last - first.first + 1:
-                records = None
+            records = await cache.segment(first.stream_id, first.first, first.last)
             absorb(_Loaded(first.key, first.stream_id, first.first, first.last, first.entries, records))
         async for key in iter_keys(store, layout.session_prefix(session_id), page=LIST_PAGE):
             parsed = layout.parse_session_index_key(key)

@@ -241,12 +241,16 @@ class SegmentCache:
         except ValueError:
             return None
 
+    async def segment(self, stream_id: str, first: int, last: int) -> list[bytes] | None:
+        """The records of segment `first`..`last` of `stream_id`, None if it is missing or does not hold that
+        many (then no position in it can be trusted)."""
+        recs = await self.records(layout.segment_key(stream_id, first, last))
+        return recs if recs is not None and len(recs) == last - first + 1 else None
+
     async def record(self, stream_id: str, first: int, last: int, stream_seq: int) -> bytes | None:
         """Record `stream_seq` from segment `first`..`last` of `stream_id` (None if absent or out of range)."""
-        recs = await self.records(layout.segment_key(stream_id, first, last))
-        if recs is None or not first <= stream_seq <= last or len(recs) != last - first + 1:
-            return None
-        return recs[stream_seq - first]
+        recs = await self.segment(stream_id, first, last)
+        return recs[stream_seq - first] if recs is not None and first <= stream_seq <= last else None
 
     def forget(self, segment_key: str) -> None:
         """Drop a segment a reader is done with (long sessions: memory stays bounded)."""

@@ -6,7 +6,7 @@ stream_seq)` whose data is the record's canonical bytes). One background task re
 1. Read pending entries: at most 4 × `batch`, and fewer when records are large (about 4 × `MAX_SEGMENT_BYTES`
    per read, judged by the previous read's average entry size).
 2. Cut them into units, one segment each (consecutive records of one stream): `SegmentBuilder(batch)` decides
-   where a segment ends (another stream, a gap, `batch` records, `MAX_SEGMENT_BYTES`, the catalog span), except
+   where a segment ends (another stream, a gap, `batch` records, `MAX_SEGMENT_BYTES`), except
    where a range is already *planned* (below), which is taken exactly as planned. When the read was full, a last
    unit that only the end of the read cut short waits for the next round, where it can grow.
 3. Ship the units concurrently: per unit, PUT the segment (`put_if_absent`), then its index objects
